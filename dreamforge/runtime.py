@@ -1,0 +1,159 @@
+"""The lifecycle every service shares: start, become ready, serve, drain, stop.
+
+    runtime = ServiceRuntime("billing", settings, migrations=MIGRATIONS)
+    runtime.add_servicer(add_BillingServiceServicer_to_server, servicer, "dreamforge.v1.BillingService")
+    runtime.bus.subscribe(USAGE_RECORDED, handler)
+    await runtime.run()
+
+Order on start: the gRPC server comes up at once with health NOT_SERVING (so
+liveness answers while dependencies are awaited), then the database is migrated
+and NATS connected (each retried until it answers), `on_start` hooks run,
+consumers start, and health flips to SERVING: readiness means "dependencies
+answer". On SIGTERM/SIGINT: health NOT_SERVING, the gRPC server stops taking calls
+and finishes in-flight ones within the grace period, consumers finish the message
+in hand, `on_stop` hooks run (newest first), connections close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from dreamforge.bus import EventBus
+from dreamforge.db import Database, Migration
+from dreamforge.logging import configure_logging
+from dreamforge.settings import PlatformSettings
+from dreamforge.tracing import configure_tracing, server_interceptors
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        name: str,
+        settings: PlatformSettings,
+        *,
+        migrations: Sequence[Migration] = (),
+        port: int | None = None,
+    ) -> None:
+        self.name = name
+        self.settings = settings
+        self.log = logging.getLogger(f"dreamforge.{name}")
+        self.db = Database(settings.database_url_for(name), name)
+        self.migrations = list(migrations)
+        self.bus = EventBus(settings.nats_url, name, max_deliveries=settings.max_deliveries)
+        self.port = port if port is not None else settings.grpc_port(name)
+        self.server = grpc.aio.server(interceptors=server_interceptors())
+        self.health = HealthServicer()
+        self._service_names: list[str] = []
+        self._on_start: list[Hook] = []
+        self._on_stop: list[Hook] = []
+        self._stop = asyncio.Event()
+        self.ready = False
+
+    # -- wiring -------------------------------------------------------------------
+    def add_servicer(self, add_fn: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
+        add_fn(servicer, self.server)
+        self._service_names.append(full_name)
+
+    def on_start(self, hook: Hook) -> None:
+        self._on_start.append(hook)
+
+    def on_stop(self, hook: Hook) -> None:
+        self._on_stop.append(hook)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # -- lifecycle ----------------------------------------------------------------
+    async def run(self) -> None:
+        self.log.info("starting", extra={"settings": self.settings.masked(), "port": self.port})
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self._start_grpc()
+        try:
+            await self._await_dependencies()
+            for hook in self._on_start:
+                await hook()
+            await self.bus.start()
+            await self._set_serving(True)
+            self.ready = True
+            self.log.info("ready", extra={"port": self.port})
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+
+    async def _start_grpc(self) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, self.server)
+        await self._set_serving(False)
+        bound = self.server.add_insecure_port(f"{self.settings.host}:{self.port}")
+        if bound == 0:
+            raise RuntimeError(f"{self.name}: cannot bind {self.settings.host}:{self.port}")
+        self.port = bound
+        await self.server.start()
+
+    async def _await_dependencies(self) -> None:
+        await _retry(self.log, "database", lambda: self.db.migrate(self.migrations), self._stop)
+        await _retry(self.log, "nats", self.bus.connect, self._stop)
+
+    async def _set_serving(self, serving: bool) -> None:
+        status = (health_pb2.HealthCheckResponse.SERVING if serving
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        for name in ["", *self._service_names]:
+            await self.health.set(name, status)
+
+    async def _shutdown(self) -> None:
+        self.log.info("stopping: draining in-flight work")
+        self.ready = False
+        await self._set_serving(False)
+        await self.server.stop(self.settings.shutdown_grace_s)
+        await self.bus.stop_consuming()
+        for hook in reversed(self._on_stop):
+            try:
+                await hook()
+            except Exception:
+                self.log.exception("stop hook failed")
+        await self.bus.close()
+        await self.db.close()
+        self.log.info("stopped")
+
+
+async def _retry(log: logging.Logger, what: str, fn: Callable[[], Awaitable[Any]], stop: asyncio.Event) -> None:
+    """Call `fn` until it succeeds (dependencies may start after us), unless stopping."""
+    delay = 0.2
+    while True:
+        try:
+            await fn()
+            return
+        except Exception as exc:
+            if stop.is_set():
+                raise
+            log.warning("waiting for dependency", extra={"dependency": what, "error": repr(exc), "retry_in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def service_main(name: str, settings: PlatformSettings, build: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+    """Entry point of `python -m services.<name>`: logs, tracing, then the runtime."""
+    configure_logging(name, settings.log_level, settings.log_format)
+    configure_tracing(name, settings.otlp_endpoint)
+
+    async def main() -> None:
+        runtime = ServiceRuntime(name, settings)
+        await build(runtime)
+        await runtime.run()
+
+    asyncio.run(main())

@@ -1,0 +1,69 @@
+"""OpenTelemetry set-up and the two hops it must cross: gRPC calls and NATS messages.
+
+gRPC is covered by the official interceptors (`server_interceptors`,
+`client_interceptors`). NATS has no instrumentation, so the event bus calls
+`inject_headers` when it publishes and `extract_context` when it consumes: the W3C
+`traceparent` travels in the message headers and a consumer's span is a child of
+the producer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+
+_configured_exporters: list[SpanExporter] = []
+
+
+def configure_tracing(
+    service: str, otlp_endpoint: str = "", exporter: SpanExporter | None = None
+) -> TracerProvider:
+    """Install the global tracer provider once per process.
+
+    `otlp_endpoint` exports to a collector; `exporter` (e.g. an InMemorySpanExporter
+    in tests) is added as well. Without either, spans are still created (ids flow
+    into logs and headers) but not exported.
+    """
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        provider = current
+    else:
+        provider = TracerProvider(resource=Resource.create({"service.name": f"dreamforge-{service}"}))
+        trace.set_tracer_provider(provider)
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint, insecure=True)))
+    if exporter is not None and exporter not in _configured_exporters:
+        _configured_exporters.append(exporter)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def inject_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Write the current trace context (traceparent, tracestate) into message headers."""
+    propagate.inject(headers)
+    return headers
+
+
+def extract_context(headers: Mapping[str, str] | None) -> context.Context:
+    """The trace context a producer put in message headers (empty context if none)."""
+    return propagate.extract(dict(headers or {}))
+
+
+def server_interceptors() -> Sequence[Any]:
+    return [aio_server_interceptor()]
+
+
+def client_interceptors() -> Sequence[Any]:
+    return list(aio_client_interceptors())

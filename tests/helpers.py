@@ -1,0 +1,19 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def eventually(check, timeout_s: float = 10.0, interval_s: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll `check()` (sync or async) until it returns a truthy value; fail after `timeout_s`."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s}s: {check}")
+        await asyncio.sleep(interval_s)
