@@ -81,3 +81,17 @@ async def health_status(target: str, service: str = "", timeout_s: float = 1.0) 
         except grpc.aio.AioRpcError as exc:
             return "UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE else exc.code().name
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def pending(feature: str) -> Callable[..., Awaitable[Any]]:
+    """A servicer method for a capability this release does not have yet.
+
+    Answers UNIMPLEMENTED with a message naming the capability (the gateway turns it
+    into a 501), never a made-up result."""
+
+    async def method(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            f"{feature} is not available in this DreamForge release yet")
+
+    method.__doc__ = f"UNIMPLEMENTED: {feature}."
+    return method

@@ -59,6 +59,8 @@ class ServiceRuntime:
         self._on_stop: list[Hook] = []
         self._stop = asyncio.Event()
         self.ready = False
+        #: What the service's build() returned (its domain objects), for tests and tools.
+        self.state: Any = None
 
     # -- wiring -------------------------------------------------------------------
     def add_servicer(self, add_fn: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
@@ -75,11 +77,13 @@ class ServiceRuntime:
         self._stop.set()
 
     # -- lifecycle ----------------------------------------------------------------
-    async def run(self) -> None:
+    async def run(self, handle_signals: bool = True) -> None:
+        """Serve until SIGTERM/SIGINT (or `request_stop()` when run inside another program)."""
         self.log.info("starting", extra={"settings": self.settings.masked(), "port": self.port})
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
         await self._start_grpc()
         try:
             await self._await_dependencies()
@@ -146,14 +150,14 @@ async def _retry(log: logging.Logger, what: str, fn: Callable[[], Awaitable[Any]
             delay = min(delay * 2, 5.0)
 
 
-def service_main(name: str, settings: PlatformSettings, build: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+def service_main(name: str, settings: PlatformSettings, build: Callable[[ServiceRuntime], Awaitable[Any]]) -> None:
     """Entry point of `python -m services.<name>`: logs, tracing, then the runtime."""
     configure_logging(name, settings.log_level, settings.log_format)
     configure_tracing(name, settings.otlp_endpoint)
 
     async def main() -> None:
         runtime = ServiceRuntime(name, settings)
-        await build(runtime)
+        runtime.state = await build(runtime)
         await runtime.run()
 
     asyncio.run(main())

@@ -1,0 +1,1 @@
+"""The six DreamForge services; each runs as `python -m services.<name>`."""

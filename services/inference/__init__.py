@@ -1,0 +1,1 @@
+"""Inference: follows which version each alias serves (the model runtime comes with the inference issue)."""

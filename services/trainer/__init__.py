@@ -1,0 +1,1 @@
+"""Trainer: buffers reward events per tenant and model (training jobs come with the trainer issue)."""
