@@ -9,7 +9,6 @@ files live in tmp dirs. Each test that needs a clean bus gets its own NATS serve
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path

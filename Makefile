@@ -1,0 +1,50 @@
+# DreamForge front door. `make help` lists the targets.
+# Everything installs into ./.venv; nothing is needed beforehand but python3 (3.11+).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+
+.DEFAULT_GOAL := help
+.PHONY: help install system-deps run test test-fast lint proto bench clean
+
+help: ## List the targets with a one-line description
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## Create .venv and install the platform with its dev tools
+
+system-deps: ## Install the PostgreSQL server binaries the tests start (Debian), if missing
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+	  ( echo "installing postgresql (server binaries for the test suite)"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null )
+
+run: install ## Start the whole platform (NATS, Redis, six services); Ctrl-C stops it
+	$(VENV)/bin/dreamforge up
+
+test: install system-deps ## Run the whole test suite against real NATS, Redis, SQLite and PostgreSQL
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-fast: install ## The suite without the whole-platform end-to-end tests
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+lint: install ## ruff, mypy, and a check that generated protobuf code matches proto/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy dreamforge services
+	$(PY) -m pytest -q -p no:cacheprovider tests/core/test_proto_drift.py
+
+proto: install ## Regenerate dreamforge/v1 from proto/
+	$(PY) scripts/gen_proto.py
+
+bench: install ## Run the benchmarks under bench/ and print their figures
+	$(PY) bench/bus_throughput.py
+
+clean: ## Remove the virtualenv and local platform data (.dreamforge)
+	rm -rf $(VENV) .dreamforge

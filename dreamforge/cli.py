@@ -1,0 +1,207 @@
+"""The `dreamforge` command: start the platform and manage it from a terminal.
+
+    dreamforge up                                   # the whole platform, Ctrl-C stops it
+    dreamforge keys create --tenant acme --scope app
+    dreamforge models list | promote NAME VERSION | rollback NAME
+
+Management commands call the gateway's REST API through the SDK (`client.py`)
+with the key from --api-key, $DREAMFORGE_API_KEY or $DREAMFORGE_HOME/admin-key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dreamforge.client import DreamForge, DreamForgeError
+from dreamforge.settings import PlatformSettings
+from dreamforge.supervisor import Platform, PlatformError, run_until_signal
+
+SCOPES = ("app", "rater", "ml", "finance", "admin")
+
+
+def _settings() -> PlatformSettings:
+    return PlatformSettings()
+
+
+def _client(ctx: click.Context) -> DreamForge:
+    settings = _settings()
+    key = ctx.obj.get("api_key") or os.environ.get("DREAMFORGE_API_KEY")
+    key_file = settings.home / "admin-key"
+    if not key and key_file.exists():
+        key = key_file.read_text().strip()
+    if not key:
+        raise click.UsageError(f"no API key: pass --api-key, set DREAMFORGE_API_KEY, or run `dreamforge up` "
+                               f"first (it writes {key_file})")
+    url = ctx.obj.get("url") or os.environ.get("DREAMFORGE_URL") or \
+        f"http://{settings.host}:{settings.gateway_http_port}"
+    return DreamForge(api_key=key, base_url=url)
+
+
+def _print(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _run(ctx: click.Context, fn: Any) -> None:
+    """Call the API and turn its errors into a one-line message and exit code 1."""
+    try:
+        with _client(ctx) as client:
+            result = fn(client)
+    except DreamForgeError as exc:
+        raise click.ClickException(f"{exc.status} {exc.code}: {exc.message}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the gateway: {exc}") from None
+    if result is not None:
+        _print(result)
+
+
+@click.group()
+@click.option("--api-key", envvar="DREAMFORGE_API_KEY", default=None, help="API key (default: the admin key file)")
+@click.option("--url", envvar="DREAMFORGE_URL", default=None, help="Gateway URL (default http://127.0.0.1:8080)")
+@click.pass_context
+def main(ctx: click.Context, api_key: str | None, url: str | None) -> None:
+    """DreamForge: serve small vision-language models and improve them from feedback."""
+    ctx.ensure_object(dict)
+    ctx.obj.update(api_key=api_key, url=url)
+
+
+@main.command()
+def up() -> None:
+    """Start NATS, Redis (when none is running) and the six services; Ctrl-C stops all."""
+    platform = Platform(_settings(), say=lambda line: click.echo(line, err=False))
+    try:
+        asyncio.run(run_until_signal(platform))
+    except PlatformError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+# -- tenants and keys ---------------------------------------------------------------
+@main.group()
+def tenants() -> None:
+    """Tenants (admin key)."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.pass_context
+def tenants_create(ctx: click.Context, name: str) -> None:
+    _run(ctx, lambda c: c.create_tenant(name))
+
+
+@tenants.command("list")
+@click.pass_context
+def tenants_list(ctx: click.Context) -> None:
+    _run(ctx, lambda c: c.list_tenants())
+
+
+@main.group()
+def keys() -> None:
+    """API keys (admin key). A new key is printed once and never again."""
+
+
+def _tenant_id(client: DreamForge, tenant: str) -> str:
+    """Accept a tenant id or name; create the tenant when the name is new."""
+    for row in client.list_tenants():
+        if tenant in (row["id"], row["name"]):
+            return str(row["id"])
+    created = client.create_tenant(tenant)
+    click.echo(f"created tenant {created['name']} ({created['id']})", err=True)
+    return str(created["id"])
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="Tenant id or name (a new name creates the tenant)")
+@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(SCOPES))
+@click.option("--name", default="", help="A label for the key")
+@click.pass_context
+def keys_create(ctx: click.Context, tenant: str, scopes: tuple[str, ...], name: str) -> None:
+    _run(ctx, lambda c: c.create_key(_tenant_id(c, tenant), list(scopes), name))
+
+
+@keys.command("list")
+@click.option("--tenant", default="", help="Only this tenant's keys (id)")
+@click.pass_context
+def keys_list(ctx: click.Context, tenant: str) -> None:
+    _run(ctx, lambda c: c.list_keys(tenant))
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    _run(ctx, lambda c: c.revoke_key(key_id))
+
+
+# -- models ---------------------------------------------------------------------------
+@main.group()
+def models() -> None:
+    """Models, versions and aliases of the key's tenant."""
+
+
+@models.command("list")
+@click.pass_context
+def models_list(ctx: click.Context) -> None:
+    _run(ctx, lambda c: c.list_models())
+
+
+@models.command("create")
+@click.argument("name")
+@click.option("--base", "base_checkpoint", default="", help="Path of the base checkpoint")
+@click.pass_context
+def models_create(ctx: click.Context, name: str, base_checkpoint: str) -> None:
+    _run(ctx, lambda c: c.create_model(name, base_checkpoint=base_checkpoint))
+
+
+@models.command("versions")
+@click.argument("model")
+@click.pass_context
+def models_versions(ctx: click.Context, model: str) -> None:
+    _run(ctx, lambda c: c.list_versions(model))
+
+
+@main.command()
+@click.argument("model")
+@click.argument("version", type=int)
+@click.option("--alias", default="production", show_default=True)
+@click.pass_context
+def promote(ctx: click.Context, model: str, version: int, alias: str) -> None:
+    """Point an alias of MODEL at VERSION."""
+    _run(ctx, lambda c: c.promote(model, version, alias))
+
+
+@main.command()
+@click.argument("model")
+@click.option("--alias", default="production", show_default=True)
+@click.option("--to", "to_version", type=int, default=None, help="A named version (default: the previous one)")
+@click.pass_context
+def rollback(ctx: click.Context, model: str, alias: str, to_version: int | None) -> None:
+    """Move an alias of MODEL back to its previous version (or --to a named one)."""
+    _run(ctx, lambda c: c.rollback(model, alias, to_version))
+
+
+@main.command()
+@click.argument("model")
+@click.argument("version", type=int)
+@click.option("--preview", "name", required=True, help="Preview name (callable as MODEL@NAME)")
+@click.pass_context
+def deploy(ctx: click.Context, model: str, version: int, name: str) -> None:
+    """Open a preview deployment of a version."""
+    _run(ctx, lambda c: c.create_preview(model, name, version))
+
+
+@main.command()
+@click.pass_context
+def health(ctx: click.Context) -> None:
+    """Health of every service and dependency."""
+    _run(ctx, lambda c: c.health())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name=Path(sys.argv[0]).name)
