@@ -111,7 +111,7 @@ class Database:
             if migration.id in done:
                 continue
             async with self.engine.begin() as conn:
-                await conn.run_sync(lambda c, m=migration: m.up(Operations(MigrationContext.configure(c))))
+                await conn.run_sync(_apply, migration)
                 await conn.execute(self._migrations.insert().values(
                     id=migration.id, name=migration.name, applied_at=utcnow()))
             applied.append(migration.id)
@@ -159,6 +159,10 @@ class Database:
                 return False
             await effect(conn)
             return True
+
+
+def _apply(sync_conn: sa.Connection, migration: Migration) -> None:
+    migration.up(Operations(MigrationContext.configure(sync_conn)))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
