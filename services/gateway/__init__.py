@@ -1,0 +1,1 @@
+"""The gateway: DreamForge's public front door (REST, WebSocket relay, public gRPC)."""

@@ -1,0 +1,96 @@
+"""The Litestar application: routes, dependencies, middleware, error handling and OpenAPI.
+
+`create_app(deps)` receives every long-lived object (settings, key store, Redis, the
+connected event bus, backend stubs) and hands them to controllers as Litestar
+dependencies, so tests build the same app against real infrastructure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Tag
+from redis.asyncio import Redis
+
+from dreamforge.bus import EventBus
+from dreamforge.v1 import inference_pb2_grpc, registry_pb2_grpc
+from services.gateway.auth import AuthMiddleware, provide_principal
+from services.gateway.errors import EXCEPTION_HANDLERS
+from services.gateway.event_relay import EventRelay
+from services.gateway.health import HealthService
+from services.gateway.keys import KeyStore
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.registry_client import RegistryClient
+from services.gateway.request_ids import RequestContextMiddleware, add_request_id_header
+from services.gateway.routes.admin import AdminController, whoami
+from services.gateway.routes.events_ws import events_ws
+from services.gateway.routes.health import HealthController
+from services.gateway.routes.models import ModelsController, resolve
+from services.gateway.settings import GatewaySettings
+
+T = TypeVar("T")
+
+
+@dataclass
+class GatewayDeps:
+    """Everything the gateway's handlers use; built by `main.build` (or a test)."""
+
+    settings: GatewaySettings
+    keys: KeyStore
+    redis: Redis
+    bus: EventBus
+    registry: registry_pb2_grpc.RegistryServiceStub
+    inference: inference_pb2_grpc.InferenceServiceStub | None = None
+    #: False while starting or draining: `/ready` answers 503.
+    serving: Callable[[], bool] = field(default=lambda: True)
+
+    def limiter(self) -> RateLimiter:
+        return RateLimiter(self.redis, self.settings.rate_limit_per_minute, self.settings.rate_limit_burst)
+
+
+def _const(value: T) -> Callable[[], Awaitable[T]]:
+    async def provide() -> T:
+        return value
+
+    return provide
+
+
+def create_app(deps: GatewayDeps) -> Litestar:
+    settings = deps.settings
+    health = HealthService(settings, deps.keys.db, deps.redis, deps.bus, settings.health_timeout_s, deps.serving)
+    dependencies: dict[str, Any] = {
+        "key_store": Provide(_const(deps.keys)),
+        "registry": Provide(_const(RegistryClient(deps.registry, settings.backend_timeout_s))),
+        "health": Provide(_const(health)),
+        "relay": Provide(_const(EventRelay(deps.bus))),
+        "principal": Provide(provide_principal),
+    }
+    return Litestar(
+        route_handlers=[HealthController, whoami, AdminController, ModelsController, resolve, events_ws],
+        dependencies=dependencies,
+        middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter())],
+        exception_handlers=EXCEPTION_HANDLERS,
+        before_send=[add_request_id_header],
+        request_max_body_size=settings.max_body_bytes,
+        logging_config=None,
+        openapi_config=OpenAPIConfig(
+            title="DreamForge API",
+            version="1.0.0",
+            description="Serve small vision-language models and improve them from feedback. "
+                        "Authenticate with `Authorization: Bearer <API key>`.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+            components=Components(security_schemes={"apiKey": SecurityScheme(
+                type="http", scheme="bearer", description="A DreamForge API key: df_<key id>_<secret>")}),
+            tags=[Tag(name="models", description="Models, versions, aliases and previews"),
+                  Tag(name="admin", description="Tenants and API keys (scope admin)"),
+                  Tag(name="auth", description="The calling key"),
+                  Tag(name="ops", description="Health and readiness (no key needed)")],
+        ),
+    )

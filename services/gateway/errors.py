@@ -1,0 +1,136 @@
+"""One JSON error shape for every failure: `{"error": {"code", "message", "request_id"}}`.
+
+Maps Litestar's own errors (validation, 404/405, body too large), the gateway's domain
+errors (`dreamforge.grpcio.ServiceError`) and the gRPC status of a backend call to an
+HTTP status with a message that says what to fix. Anything else is a 500, logged with
+its traceback: bad input should never get there.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.types import ExceptionHandlersMap
+
+from dreamforge.grpcio import ServiceError
+from services.gateway.request_ids import ensure_request_id
+
+log = logging.getLogger("dreamforge.gateway.errors")
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+    request_id: str
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+#: gRPC status of a backend (or domain) error -> HTTP status.
+GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 503,
+    grpc.StatusCode.CANCELLED: 503,
+}
+
+#: HTTP status -> error code, for errors that do not come from gRPC.
+HTTP_CODES: dict[int, str] = {
+    400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+    429: "rate_limited", 500: "internal", 501: "unimplemented", 502: "bad_gateway", 503: "unavailable",
+}
+
+
+def error_response(request: Request[Any, Any, Any], status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> Response[ErrorBody]:
+    body = ErrorBody(ErrorDetail(code=code, message=message, request_id=ensure_request_id(request.scope)))
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+def validation_message(exc: ValidationException) -> str:
+    """Name each offending field: `body field `name`: Expected `str`, got `int``."""
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    parts: list[str] = []
+    for problem in problems:
+        if not isinstance(problem, dict):
+            continue
+        source, key, message = problem.get("source", ""), problem.get("key", ""), problem.get("message", "")
+        if source == "body" and key == "data":
+            parts.append(f"request body: {message}")
+        elif key:
+            parts.append(f"{source or 'parameter'} field `{key}`: {message}".strip())
+        else:
+            parts.append(str(message))
+    return "; ".join(parts) or str(exc.detail)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        message = validation_message(exc)
+    elif isinstance(exc, RequestEntityTooLarge):
+        limit = request.route_handler.resolve_request_max_body_size() if "route_handler" in request.scope else None
+        message = (f"request body exceeds the limit of {limit} bytes ({limit / 1048576:.0f} MiB)"
+                   if limit else "request body too large")
+    elif isinstance(exc.__cause__, SerializationException):
+        message = f"malformed JSON body: {exc.detail}"
+    elif status == 404 and exc.detail == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    elif status == 405:
+        message = f"method {request.method} not allowed on {request.url.path}"
+    else:
+        message = exc.detail
+    if status >= 500:
+        log.error("server error", extra={"request_id": ensure_request_id(request.scope), "error": message})
+    return error_response(request, status, HTTP_CODES.get(status, f"http_{status}"), message, exc.headers)
+
+
+def handle_service_error(request: Request[Any, Any, Any], exc: ServiceError) -> Response[ErrorBody]:
+    return _from_grpc(request, exc.code, str(exc))
+
+
+def handle_rpc_error(request: Request[Any, Any, Any], exc: grpc.aio.AioRpcError) -> Response[ErrorBody]:
+    return _from_grpc(request, exc.code(), exc.details() or exc.code().name)
+
+
+def _from_grpc(request: Request[Any, Any, Any], code: grpc.StatusCode, message: str) -> Response[ErrorBody]:
+    status = GRPC_TO_HTTP.get(code)
+    if status is None:  # INTERNAL, UNKNOWN, DATA_LOSS: the backend failed, not the caller
+        log.error("backend error", extra={"request_id": ensure_request_id(request.scope),
+                                          "grpc_code": code.name, "error": message})
+        return error_response(request, 502, "bad_gateway", f"an internal service failed: {message}")
+    if status == 503:
+        message = f"a backend service is unavailable: {message}"
+    return error_response(request, status, code.name.lower(), message)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    request_id = ensure_request_id(request.scope)
+    log.exception("unhandled error", extra={"request_id": request_id, "path": request.url.path})
+    return error_response(request, 500, "internal", f"internal error (request id {request_id})")
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    HTTPException: handle_http_exception,
+    ServiceError: handle_service_error,
+    grpc.aio.AioRpcError: handle_rpc_error,
+    Exception: handle_unexpected,
+}

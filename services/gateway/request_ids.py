@@ -1,0 +1,85 @@
+"""Request ids: one per HTTP request or WebSocket, on the response, in error bodies and in logs.
+
+A client-supplied `X-Request-Id` is kept when it is sane (1-128 of [A-Za-z0-9._:-]),
+otherwise the gateway makes `req_<hex>`. The id lives in the ASGI scope's state so the
+exception handlers (which also run for unrouted paths) and the `before_send` hook that
+writes the header all see the same one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from contextvars import ContextVar
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "x-request-id"
+_SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_STATE_KEY = "dreamforge_request_id"
+
+#: The id of the request being handled, for log records made deep in the stack.
+current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
+
+access_log = logging.getLogger("dreamforge.gateway.access")
+
+
+def new_request_id() -> str:
+    return f"req_{secrets.token_hex(8)}"
+
+
+def ensure_request_id(scope: Scope) -> str:
+    """The request id of this connection, chosen on first use."""
+    state = scope.setdefault("state", {})
+    request_id: str | None = state.get(_STATE_KEY)
+    if request_id is None:
+        supplied = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == HEADER.encode()), "")
+        request_id = supplied if _SANE.match(supplied) else new_request_id()
+        state[_STATE_KEY] = request_id
+    return request_id
+
+
+async def add_request_id_header(message: Message, scope: Scope) -> None:
+    """`before_send` hook: every HTTP response (and WebSocket accept) carries the id."""
+    if message["type"] in ("http.response.start", "websocket.accept"):
+        headers = list(message.get("headers") or [])
+        headers.append((HEADER.encode(), ensure_request_id(scope).encode()))
+        message["headers"] = headers
+
+
+class RequestContextMiddleware(ASGIMiddleware):
+    """Binds the request id to the context and writes one access-log line per request."""
+
+    scopes = (ScopeType.HTTP, ScopeType.WEBSOCKET)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        request_id = ensure_request_id(scope)
+        token = current_request_id.set(request_id)
+        started = time.perf_counter()
+        status = 0
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "websocket.accept":
+                status = 101
+            await send(message)
+
+        try:
+            await next_app(scope, receive, capture)
+        except Exception as exc:
+            status = getattr(exc, "status_code", 500)
+            raise
+        finally:
+            user = scope.get("user")
+            access_log.info("request", extra={
+                "request_id": request_id, "method": scope.get("method", "WS"), "path": scope["path"],
+                "status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "tenant_id": getattr(user, "tenant_id", None), "key_id": getattr(user, "key_id", None),
+            })
+            current_request_id.reset(token)

@@ -1,0 +1,1 @@
+"""Typed msgspec schemas: the only shapes that cross the HTTP boundary."""

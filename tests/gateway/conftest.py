@@ -1,0 +1,103 @@
+"""The gateway's test platform: the real registry and inference services plus the real gateway
+(its runtime, uvicorn, gRPC front), on the suite's NATS, Redis and a SQLite key store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dreamforge.infra import ManagedService, free_port
+from dreamforge.runtime import ServiceRuntime
+from services.gateway.main import Gateway
+from services.gateway.main import build as build_gateway
+from services.gateway.settings import GatewaySettings
+from services.inference.main import build as build_inference
+from services.registry.main import build as build_registry
+from tests.helpers import eventually, platform_settings, running_service
+
+
+@contextlib.asynccontextmanager
+async def running_on(name: str, build: Callable[[ServiceRuntime], Awaitable[Any]], settings: Any,
+                     port: int) -> AsyncIterator[ServiceRuntime]:
+    """Like tests.helpers.running_service, on a chosen gRPC port (the gateway's health
+    report looks for itself at settings.gateway_grpc_port)."""
+    runtime = ServiceRuntime(name, settings, port=port)
+    runtime.state = await build(runtime)
+    task = asyncio.create_task(runtime.run(handle_signals=False))
+    try:
+        await eventually(lambda: runtime.ready or task.done(), timeout_s=20)
+        if task.done():
+            task.result()
+        yield runtime
+    finally:
+        runtime.request_stop()
+        await task
+
+
+@dataclass
+class Account:
+    tenant_id: str
+    key_id: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@dataclass
+class Stack:
+    base_url: str
+    grpc_target: str
+    admin: Account
+    gateway: Gateway
+    home: Path
+    nats_url: str
+
+    def client(self, account: Account | None = None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, headers=account.headers if account else None, timeout=10)
+
+    async def account(self, scopes: tuple[str, ...] = ("app", "ml"), *, rate_limit_per_minute: int | None = None,
+                      tenant_id: str | None = None) -> Account:
+        """A fresh tenant (unless given) with one key, made through the admin API."""
+        async with self.client(self.admin) as c:
+            if tenant_id is None:
+                reply = await c.post("/v1/admin/tenants", json={"name": f"tenant-{secrets.token_hex(4)}"})
+                assert reply.status_code == 201, reply.text
+                tenant_id = reply.json()["id"]
+            body: dict[str, Any] = {"tenant_id": tenant_id, "scopes": list(scopes)}
+            if rate_limit_per_minute is not None:
+                body["rate_limit_per_minute"] = rate_limit_per_minute
+            reply = await c.post("/v1/admin/keys", json=body)
+            assert reply.status_code == 201, reply.text
+            return Account(tenant_id, reply.json()["id"], reply.json()["key"])
+
+
+@pytest.fixture(scope="session")
+async def stack(shared_nats_url: str, redis_server: ManagedService,
+                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    home = tmp_path_factory.mktemp("gateway-stack")
+    async with running_service("registry", build_registry, platform_settings(home / "registry", shared_nats_url)) \
+            as registry, \
+            running_service("inference", build_inference, platform_settings(home / "inference", shared_nats_url)) \
+            as inference:
+        settings = GatewaySettings(
+            home=home / "gateway", nats_url=shared_nats_url, redis_url=redis_server.url, log_format="text",
+            gateway_http_port=0, gateway_grpc_port=free_port(),
+            registry_addr=f"127.0.0.1:{registry.port}", inference_addr=f"127.0.0.1:{inference.port}")
+        async with running_on("gateway", build_gateway, settings, settings.gateway_grpc_port) as runtime:
+            gateway: Gateway = runtime.state
+            admin_key = (settings.home / "admin-key").read_text().strip()
+            principal = await gateway.deps.keys.authenticate(admin_key)
+            yield Stack(
+                base_url=f"http://127.0.0.1:{gateway.http.port}", grpc_target=f"127.0.0.1:{runtime.port}",
+                admin=Account(principal.tenant_id, principal.key_id, admin_key), gateway=gateway, home=home,
+                nats_url=shared_nats_url)

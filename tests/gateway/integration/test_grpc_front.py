@@ -1,0 +1,111 @@
+"""The public gRPC front: key in metadata, tenant from the key, errors passed through."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from dreamforge.grpcio import channel
+from dreamforge.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, inference_pb2, inference_pb2_grpc
+from services.gateway.grpc_front import GatewayServicer
+from tests.gateway.conftest import Stack
+
+
+def auth(key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {key}"),)
+
+
+async def test_whoami_with_and_without_a_key(stack: Stack) -> None:
+    account = await stack.account(scopes=("app",))
+    async with channel(stack.grpc_target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        reply = await stub.WhoAmI(gateway_pb2.WhoAmIRequest(), metadata=auth(account.key))
+        assert (reply.tenant_id, reply.key_id, list(reply.scopes)) == (account.tenant_id, account.key_id, ["app"])
+        for metadata in [(), auth("df_0000000000000000_" + "x" * 43), (("authorization", "Basic x"),)]:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.WhoAmI(gateway_pb2.WhoAmIRequest(), metadata=metadata)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_models_are_the_callers_tenants(stack: Stack) -> None:
+    a, b = await stack.account(), await stack.account()
+    async with stack.client(b) as c:
+        model = (await c.post("/v1/models", json={"name": "grpc-model"})).json()
+    async with channel(stack.grpc_target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        got = await stub.GetModel(gateway_pb2.PublicGetModelRequest(model="grpc-model"), metadata=auth(b.key))
+        assert got.id == model["id"]
+        listed = await stub.ListModels(gateway_pb2.PublicListModelsRequest(), metadata=auth(b.key))
+        assert [m.id for m in listed.models] == [model["id"]]
+        assert list((await stub.ListModels(gateway_pb2.PublicListModelsRequest(), metadata=auth(a.key))).models) == []
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetModel(gateway_pb2.PublicGetModelRequest(model=model["id"]), metadata=auth(a.key))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_skills_forward_to_inference_with_the_keys_caller(stack: Stack) -> None:
+    account = await stack.account(scopes=("app",))
+    rater = await stack.account(scopes=("rater",))
+    async with channel(stack.grpc_target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        forged = inference_pb2.CaptionRequest(caller=common_pb2.Caller(tenant_id="t_other", scopes=["admin"]))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Caption(forged, metadata=auth(account.key))
+        # the inference service has no model runtime yet: its UNIMPLEMENTED comes through intact
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "caption" in (info.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Point(inference_pb2.PointRequest(), metadata=auth(rater.key))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "`app`" in (info.value.details() or "")
+
+
+class RecordingInference(inference_pb2_grpc.InferenceServiceServicer):
+    def __init__(self) -> None:
+        self.requests: list[inference_pb2.DetectRequest] = []
+
+    async def Detect(self, request: inference_pb2.DetectRequest,
+                     context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
+        self.requests.append(request)
+        return inference_pb2.SkillResponse(request_id=request.request_id, text="ok")
+
+
+async def test_forwarded_caller_comes_from_the_key_not_the_request(stack: Stack) -> None:
+    account = await stack.account(scopes=("app",))
+    recorder = RecordingInference()
+    inference_server = grpc.aio.server()
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(recorder, inference_server)
+    inference_port = inference_server.add_insecure_port("127.0.0.1:0")
+    front = grpc.aio.server()
+    deps = stack.gateway.deps
+    async with channel(f"127.0.0.1:{inference_port}") as inference_channel:
+        gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(
+            deps.keys, deps.limiter(), deps.registry,
+            inference_pb2_grpc.InferenceServiceStub(inference_channel)), front)
+        front_port = front.add_insecure_port("127.0.0.1:0")
+        await inference_server.start()
+        await front.start()
+        try:
+            async with channel(f"127.0.0.1:{front_port}") as ch:
+                stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+                forged = inference_pb2.DetectRequest(
+                    caller=common_pb2.Caller(tenant_id="t_other", key_id="k", scopes=["admin"]), object="cat")
+                reply = await stub.Detect(forged, metadata=auth(account.key))
+        finally:
+            await front.stop(None)
+            await inference_server.stop(None)
+    seen = recorder.requests[0]
+    assert (seen.caller.tenant_id, seen.caller.key_id, list(seen.caller.scopes)) == (
+        account.tenant_id, account.key_id, ["app"])
+    assert seen.object == "cat" and seen.request_id.startswith("req_") and reply.request_id == seen.request_id
+
+
+async def test_grpc_calls_share_the_keys_rate_limit(stack: Stack) -> None:
+    account = await stack.account(rate_limit_per_minute=1)
+    async with channel(stack.grpc_target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        await stub.WhoAmI(gateway_pb2.WhoAmIRequest(), metadata=auth(account.key))
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.WhoAmI(gateway_pb2.WhoAmIRequest(), metadata=auth(account.key))
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dict(info.value.trailing_metadata() or ())["retry-after"] == "60"
