@@ -9,6 +9,7 @@ return a 4xx that says what to fix instead of a 500.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -50,7 +51,22 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
 def grpc_errors(fn: F) -> F:
-    """Abort the RPC with the ServiceError's code and message."""
+    """Abort the RPC with the ServiceError's code and message.
+
+    Works on unary handlers (coroutines) and server-streaming ones (async generators:
+    the tracing interceptor iterates those, so the wrapper must stay a generator)."""
+
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def stream_wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                async for item in fn(self, request, context):
+                    yield item
+            except ServiceError as exc:
+                await context.abort(exc.code, str(exc))
+
+        return stream_wrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:

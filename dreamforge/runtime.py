@@ -52,8 +52,11 @@ class ServiceRuntime:
         self.migrations = list(migrations)
         self.bus = EventBus(settings.nats_url, name, max_deliveries=settings.max_deliveries)
         self.port = port if port is not None else settings.grpc_port(name)
-        self.server = grpc.aio.server(interceptors=server_interceptors())
+        #: Largest gRPC request this service accepts (a service receiving artifacts raises it).
+        self.max_receive_message_bytes = 64 * 1024 * 1024
+        self.server: grpc.aio.Server | None = None
         self.health = HealthServicer()
+        self._servicers: list[tuple[Callable[[Any, grpc.aio.Server], None], Any]] = []
         self._service_names: list[str] = []
         self._on_start: list[Hook] = []
         self._on_stop: list[Hook] = []
@@ -64,7 +67,8 @@ class ServiceRuntime:
 
     # -- wiring -------------------------------------------------------------------
     def add_servicer(self, add_fn: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
-        add_fn(servicer, self.server)
+        """Register a servicer; the server is built on start, with the options set by then."""
+        self._servicers.append((add_fn, servicer))
         self._service_names.append(full_name)
 
     def on_start(self, hook: Hook) -> None:
@@ -98,6 +102,11 @@ class ServiceRuntime:
             await self._shutdown()
 
     async def _start_grpc(self) -> None:
+        self.server = grpc.aio.server(
+            interceptors=server_interceptors(),
+            options=[("grpc.max_receive_message_length", self.max_receive_message_bytes)])
+        for add_fn, servicer in self._servicers:
+            add_fn(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME]
@@ -123,7 +132,8 @@ class ServiceRuntime:
         self.log.info("stopping: draining in-flight work")
         self.ready = False
         await self._set_serving(False)
-        await self.server.stop(self.settings.shutdown_grace_s)
+        if self.server is not None:
+            await self.server.stop(self.settings.shutdown_grace_s)
         await self.bus.stop_consuming()
         for hook in reversed(self._on_stop):
             try:

@@ -9,6 +9,8 @@ files live in tmp dirs. Each test that needs a clean bus gets its own NATS serve
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -59,12 +61,16 @@ def redis_url(redis_server: ManagedService) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagedService]:
-    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+def postgres_server() -> Iterator[ManagedService]:
+    # Outside pytest's tmp tree: a concurrent pytest run resets /tmp/pytest-of-<user> to
+    # mode 0700, which would lock the `postgres` user out of its own data directory.
+    data_dir = Path(tempfile.mkdtemp(prefix="dreamforge-test-pg-"))
+    server = start_postgres(data_dir)
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _create_pg_database(server: ManagedService) -> str:

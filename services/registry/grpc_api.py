@@ -11,7 +11,7 @@ from typing import Any, TypeAlias
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from dreamforge.grpcio import ServiceError, grpc_errors
+from dreamforge.grpcio import grpc_errors
 from dreamforge.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 from services.registry import records
 from services.registry.artifacts import DEFAULT_CHUNK
@@ -71,19 +71,15 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                                               page_token=request.page.page_token)
         return registry_pb2.ListVersionsResponse(versions=[version_pb(x) for x in page.items], page=page_info(page))
 
+    @grpc_errors
     async def GetArtifact(self, request: registry_pb2.GetVersionRequest,
                           context: Context) -> AsyncIterator[registry_pb2.ArtifactChunk]:
-        # An async generator (the tracing interceptor iterates streaming handlers), so
-        # errors are mapped here instead of by the coroutine-only `grpc_errors`.
-        try:
-            version, chunks = await self.store.open_artifact(caller(request), request.model, request.version,
-                                                             self.chunk_bytes)
-            first = True
-            async for data in chunks:
-                yield registry_pb2.ArtifactChunk(data=data, sha256=version.artifact_sha256 if first else "")
-                first = False
-        except ServiceError as exc:
-            await context.abort(exc.code, str(exc))
+        version, chunks = await self.store.open_artifact(caller(request), request.model, request.version,
+                                                         self.chunk_bytes)
+        first = True
+        async for data in chunks:
+            yield registry_pb2.ArtifactChunk(data=data, sha256=version.artifact_sha256 if first else "")
+            first = False
 
     # -- aliases and previews -------------------------------------------------------------
     @grpc_errors

@@ -4,10 +4,7 @@ the store, the gRPC servicer, and the outbox relay that publishes `model.updated
 
 from __future__ import annotations
 
-import grpc
-
 from dreamforge.runtime import ServiceRuntime
-from dreamforge.tracing import server_interceptors
 from dreamforge.v1 import registry_pb2_grpc
 from services.registry.artifacts import make_artifact_store
 from services.registry.grpc_api import RegistryServicer
@@ -26,14 +23,10 @@ async def build(runtime: ServiceRuntime) -> RegistryStore:
     store = RegistryStore(runtime.db, artifacts, max_artifact_bytes=settings.max_artifact_bytes)
     runtime.migrations.extend(store.migrations)
 
-    # CreateVersion carries the artifact in one message: grpc's default 4 MiB receive limit
-    # would refuse real adapters before our own (clearer) size check could answer. The
-    # runtime's server has no servicer yet, so it is replaced by one with the same
-    # interceptors and a limit that fits max_artifact_bytes.
-    limit = min(settings.max_artifact_bytes + _MESSAGE_OVERHEAD, 2**31 - 1)
-    runtime.server = grpc.aio.server(
-        interceptors=server_interceptors(),
-        options=[("grpc.max_receive_message_length", limit)])
+    # CreateVersion carries the artifact in one message: the receive limit must fit
+    # max_artifact_bytes, or gRPC would refuse real adapters before our own (clearer)
+    # size check could answer.
+    runtime.max_receive_message_bytes = min(settings.max_artifact_bytes + _MESSAGE_OVERHEAD, 2**31 - 1)
     runtime.add_servicer(registry_pb2_grpc.add_RegistryServiceServicer_to_server,
                          RegistryServicer(store, chunk_bytes=settings.artifact_chunk_bytes), SERVICE_NAME)
 
