@@ -38,4 +38,5 @@ def test_drift_check_fails_on_a_changed_proto(tmp_path: Path) -> None:
         gen_proto.generate(tmp_path)
     finally:
         gen_proto.PROTO_DIR = original
-    assert (tmp_path / "dreamforge/v1/common_pb2.py").read_bytes() != (ROOT / "dreamforge/v1/common_pb2.py").read_bytes()
+    regenerated = (tmp_path / "dreamforge/v1/common_pb2.py").read_bytes()
+    assert regenerated != (ROOT / "dreamforge/v1/common_pb2.py").read_bytes()
