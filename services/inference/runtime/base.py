@@ -1,0 +1,77 @@
+"""The one interface every model runtime implements, so the inference service (and its
+tests) cannot tell which runtime answers.
+
+A call names a skill, an image, the skill's text argument and, optionally, a LoRA
+adapter (by the sha256 of its registry artifact, unpacked to a local directory). The
+runtime owns the loaded base model and the adapters on it: it loads an adapter on first
+use (or ahead of time via `load_adapter`, which is how `model.updated` hot-swaps), keeps
+the most recently used ones within a memory budget, and evicts the least recently used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from PIL import Image
+
+Skill = Literal["caption", "query", "detect", "point", "chat"]
+SKILLS: tuple[Skill, ...] = ("caption", "query", "detect", "point", "chat")
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter: registry artifact sha256 and the directory it is unpacked in
+    (PEFT layout: adapter_config.json + adapter_model.safetensors)."""
+
+    sha256: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class SkillCall:
+    skill: Skill
+    image: Image.Image
+    #: caption: the length (short | normal | long); query/chat: the question; detect/point: the object
+    text: str
+    adapter: AdapterRef | None = None
+    max_new_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class SkillOutput:
+    text: str                                   # caption, answer, or the raw detect/point output
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # normalised x0,y0,x1,y1
+    points: list[tuple[float, float]] = field(default_factory=list)               # normalised x,y
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class LoadedAdapter:
+    sha256: str
+    memory_bytes: int
+
+
+class ModelRuntime(Protocol):
+    name: str
+
+    async def start(self) -> None:
+        """Load the base model (and start the server, for Triton). Idempotent."""
+
+    async def run(self, call: SkillCall) -> SkillOutput:
+        """Answer one call. Concurrent calls are allowed; runtimes batch them where they can."""
+
+    def stream(self, call: SkillCall) -> AsyncIterator[str]:
+        """Yield the generated text in pieces (caption, query, chat)."""
+
+    async def load_adapter(self, adapter: AdapterRef) -> None:
+        """Make `adapter` resident now (hot-swap ahead of the first request)."""
+
+    async def loaded_adapters(self) -> list[LoadedAdapter]:
+        ...
+
+    async def close(self) -> None:
+        ...
