@@ -60,7 +60,8 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: i
     if not data:
         raise ImageError("image is empty")
     if len(data) > max_bytes:
-        raise ImageError(f"image is {len(data)} bytes; the limit is {max_bytes} bytes ({max_bytes // (1024 * 1024)} MiB)")
+        mib = max_bytes / (1024 * 1024)
+        raise ImageError(f"image is {len(data)} bytes; the limit is {max_bytes} bytes ({mib:g} MiB)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
