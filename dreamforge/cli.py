@@ -3,6 +3,7 @@
     dreamforge up                                   # the whole platform, Ctrl-C stops it
     dreamforge keys create --tenant acme --scope app
     dreamforge models list | promote NAME VERSION | rollback NAME
+    dreamforge model build --out models/default       # train the default VLM from scratch
 
 Management commands call the gateway's REST API through the SDK (`client.py`)
 with the key from --api-key, $DREAMFORGE_API_KEY or $DREAMFORGE_HOME/admin-key.
@@ -194,6 +195,15 @@ def rollback(ctx: click.Context, model: str, alias: str, to_version: int | None)
 def deploy(ctx: click.Context, model: str, version: int, name: str) -> None:
     """Open a preview deployment of a version."""
     _run(ctx, lambda c: c.create_preview(model, name, version))
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def model(args: tuple[str, ...]) -> None:
+    """Build or evaluate the default model: `dreamforge model build --out DIR`, `dreamforge model eval ...`."""
+    from dreamforge.model.__main__ import main as model_main
+
+    sys.exit(model_main(list(args)))
 
 
 @main.command()
