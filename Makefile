@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,ml]'
+	# The official moondream client, for the compatibility tests: its own dependencies pull a
+	# CUDA torch stack, while its HTTP client needs only pillow (installed above).
+	$(PY) -m pip install --quiet --no-deps 'moondream==2.6.1'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP) ## Create .venv and install the platform with its dev tools
@@ -45,6 +48,10 @@ proto: install ## Regenerate dreamforge/v1 from proto/
 
 bench: install ## Run the benchmarks under bench/ and print their figures
 	$(PY) bench/bus_throughput.py
+
+.PHONY: triton
+triton: install ## Fetch the Triton server the triton runtime starts (pytriton wheel, ~55 MB, cached once)
+	$(PY) -m dreamforge.triton_server
 
 clean: ## Remove the virtualenv and local platform data (.dreamforge)
 	rm -rf $(VENV) .dreamforge

@@ -2,15 +2,32 @@
 
 Every method maps to one documented REST call; errors raise `DreamForgeError`
 carrying the gateway's status, code and message (which say what to fix).
+
+    df = DreamForge(api_key="df_...")
+    df.caption("photo.jpg")["caption"]
+    for piece in df.query(Image.open("photo.jpg"), "How many circles?", stream=True):
+        print(piece, end="")
+    df.detect(png_bytes, "red circle", model="shapes@staging")["objects"]
 """
 
 from __future__ import annotations
 
 import base64
+import io
+import json
 import os
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+#: What the skill methods take as an image: a PIL image, encoded bytes (JPEG/PNG/WebP), a file path,
+#: or a `data:` URL / base64 string.
+ImageInput: TypeAlias = "PILImage | bytes | str | os.PathLike[str]"
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -42,15 +59,20 @@ class DreamForge:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            error = response.json()["error"]
+            code, message, request_id = error.get("code", ""), error.get("message", ""), error.get("request_id", "")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise DreamForgeError(response.status_code, "http_error", response.text[:500]) from None
+        raise DreamForgeError(response.status_code, code, message, request_id)
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                raise DreamForgeError(response.status_code, error.get("code", ""), error.get("message", ""),
-                                      error.get("request_id", ""))
-            except (ValueError, KeyError, TypeError):
-                raise DreamForgeError(response.status_code, "http_error", response.text[:500]) from None
+        self._raise_for(response)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()
@@ -124,3 +146,88 @@ class DreamForge:
     def health(self) -> dict[str, Any]:
         response = self._http.get("/health")
         return dict(response.json())
+
+    # -- skills ---------------------------------------------------------------------------
+    # Each returns the gateway's JSON (`caption` / `answer` / `objects` / `points`, plus `request_id`,
+    # `model`, `version`, `latency_ms`); with stream=True, caption and query return an iterator of text pieces.
+    def caption(self, image: ImageInput, length: str = "normal", model: str | None = None,
+                stream: bool = False) -> Any:
+        body = {"image_url": image_url(image), "length": length, **_model(model)}
+        if stream:
+            return self._stream("/v1/caption", body)
+        return dict(self._call("POST", "/v1/caption", json=body))
+
+    def query(self, image: ImageInput, question: str, model: str | None = None, stream: bool = False) -> Any:
+        body = {"image_url": image_url(image), "question": question, **_model(model)}
+        if stream:
+            return self._stream("/v1/query", body)
+        return dict(self._call("POST", "/v1/query", json=body))
+
+    def detect(self, image: ImageInput, object: str, model: str | None = None) -> dict[str, Any]:
+        body = {"image_url": image_url(image), "object": object, **_model(model)}
+        return dict(self._call("POST", "/v1/detect", json=body))
+
+    def point(self, image: ImageInput, object: str, model: str | None = None) -> dict[str, Any]:
+        body = {"image_url": image_url(image), "object": object, **_model(model)}
+        return dict(self._call("POST", "/v1/point", json=body))
+
+    def compare(self, skill: str, image: ImageInput, models: list[str], **fields: Any) -> dict[str, Any]:
+        """One call (`question=`, `object=` or `length=` as the skill needs) on several models, side by side."""
+        body = {"skill": skill, "image_url": image_url(image), "models": models, **fields}
+        return dict(self._call("POST", "/v1/compare", json=body))
+
+    def batch(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
+        """Several calls at once: each `{"skill", "image", "model"?, "question"?/"object"?/"length"?}`."""
+        requests = [{k: v for k, v in c.items() if k != "image"} | {"image_url": image_url(c["image"])}
+                    for c in calls]
+        return dict(self._call("POST", "/v1/batch", json={"requests": requests}))
+
+    def _stream(self, path: str, body: dict[str, Any]) -> Iterator[str]:
+        """The text pieces of a streamed caption or answer (server-sent events)."""
+        request = self._http.build_request("POST", path, json={**body, "stream": True})
+        response = self._http.send(request, stream=True)
+        try:
+            if response.status_code >= 400:
+                response.read()
+                self._raise_for(response)
+        except BaseException:
+            response.close()
+            raise
+
+        def pieces() -> Iterator[str]:
+            try:
+                for line in response.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    event = json.loads(line[len("data: "):])
+                    if "error" in event:
+                        error = event["error"]
+                        raise DreamForgeError(502, error.get("code", ""), error.get("message", ""),
+                                              error.get("request_id", ""))
+                    if event.get("chunk"):
+                        yield event["chunk"]
+                    if event.get("completed"):
+                        return
+            finally:
+                response.close()
+
+        return pieces()
+
+
+def _model(model: str | None) -> dict[str, str]:
+    return {"model": model} if model else {}
+
+
+def image_url(image: ImageInput) -> str:
+    """A data URL or base64 string for the gateway, from a PIL image, bytes, a path, or a data URL/base64 string."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(image)).decode()
+    if isinstance(image, str) and (image.startswith("data:") or len(image) > 1024):
+        return image  # a data URL or base64 text (no image file path is that long)
+    if isinstance(image, (str, os.PathLike)):
+        return base64.b64encode(Path(image).read_bytes()).decode()
+    if hasattr(image, "save"):  # a PIL image
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG")
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    raise TypeError(f"image must be a PIL image, bytes, a path or a data URL, not {type(image).__name__}")

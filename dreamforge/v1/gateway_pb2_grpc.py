@@ -29,7 +29,10 @@ if _version_not_supported:
 
 class GatewayServiceStub:
     """The public gRPC front. Authenticate with metadata `authorization: Bearer <api key>`;
-    the tenant and scopes come from the key, never from the request.
+    the tenant and scopes come from the key, never from the request (`caller` is overwritten).
+    Skill calls are checked as on REST (image decodable, within limits; question/object present):
+    INVALID_ARGUMENT names the field. Each answer's request id is the request's `request_id` when
+    set, else metadata `x-request-id`, else a new one; it is also sent as `x-request-id` metadata.
     """
 
     def __init__(self, channel):
@@ -73,11 +76,24 @@ class GatewayServiceStub:
                 request_serializer=dreamforge_dot_v1_dot_inference__pb2.PointRequest.SerializeToString,
                 response_deserializer=dreamforge_dot_v1_dot_inference__pb2.SkillResponse.FromString,
                 _registered_method=True)
+        self.Chat = channel.unary_unary(
+                '/dreamforge.v1.GatewayService/Chat',
+                request_serializer=dreamforge_dot_v1_dot_inference__pb2.ChatRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_inference__pb2.SkillResponse.FromString,
+                _registered_method=True)
+        self.Stream = channel.unary_stream(
+                '/dreamforge.v1.GatewayService/Stream',
+                request_serializer=dreamforge_dot_v1_dot_inference__pb2.StreamRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_inference__pb2.TextChunk.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
     """The public gRPC front. Authenticate with metadata `authorization: Bearer <api key>`;
-    the tenant and scopes come from the key, never from the request.
+    the tenant and scopes come from the key, never from the request (`caller` is overwritten).
+    Skill calls are checked as on REST (image decodable, within limits; question/object present):
+    INVALID_ARGUMENT names the field. Each answer's request id is the request's `request_id` when
+    set, else metadata `x-request-id`, else a new one; it is also sent as `x-request-id` metadata.
     """
 
     def WhoAmI(self, request, context):
@@ -122,6 +138,20 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Chat(self, request, context):
+        """Chat about images (the REST API's /v1/chat/completions).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stream(self, request, context):
+        """Caption, query or chat, streamed: text chunks, then one chunk with `completed` and `final`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +190,16 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     request_deserializer=dreamforge_dot_v1_dot_inference__pb2.PointRequest.FromString,
                     response_serializer=dreamforge_dot_v1_dot_inference__pb2.SkillResponse.SerializeToString,
             ),
+            'Chat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Chat,
+                    request_deserializer=dreamforge_dot_v1_dot_inference__pb2.ChatRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_inference__pb2.SkillResponse.SerializeToString,
+            ),
+            'Stream': grpc.unary_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=dreamforge_dot_v1_dot_inference__pb2.StreamRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_inference__pb2.TextChunk.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'dreamforge.v1.GatewayService', rpc_method_handlers)
@@ -170,7 +210,10 @@ def add_GatewayServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class GatewayService:
     """The public gRPC front. Authenticate with metadata `authorization: Bearer <api key>`;
-    the tenant and scopes come from the key, never from the request.
+    the tenant and scopes come from the key, never from the request (`caller` is overwritten).
+    Skill calls are checked as on REST (image decodable, within limits; question/object present):
+    INVALID_ARGUMENT names the field. Each answer's request id is the request's `request_id` when
+    set, else metadata `x-request-id`, else a new one; it is also sent as `x-request-id` metadata.
     """
 
     @staticmethod
@@ -352,6 +395,60 @@ class GatewayService:
             '/dreamforge.v1.GatewayService/Point',
             dreamforge_dot_v1_dot_inference__pb2.PointRequest.SerializeToString,
             dreamforge_dot_v1_dot_inference__pb2.SkillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Chat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.GatewayService/Chat',
+            dreamforge_dot_v1_dot_inference__pb2.ChatRequest.SerializeToString,
+            dreamforge_dot_v1_dot_inference__pb2.SkillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dreamforge.v1.GatewayService/Stream',
+            dreamforge_dot_v1_dot_inference__pb2.StreamRequest.SerializeToString,
+            dreamforge_dot_v1_dot_inference__pb2.TextChunk.FromString,
             options,
             channel_credentials,
             insecure,

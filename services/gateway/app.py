@@ -25,14 +25,18 @@ from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.event_relay import EventRelay
 from services.gateway.health import HealthService
 from services.gateway.keys import KeyStore
+from services.gateway.openapi import ClosedStructs, DocumentErrors
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.registry_client import RegistryClient
 from services.gateway.request_ids import RequestContextMiddleware, add_request_id_header
 from services.gateway.routes.admin import AdminController, whoami
+from services.gateway.routes.chat import chat_completions
 from services.gateway.routes.events_ws import events_ws
 from services.gateway.routes.health import HealthController
 from services.gateway.routes.models import ModelsController, resolve
+from services.gateway.routes.skills import SKILL_ROUTES
 from services.gateway.settings import GatewaySettings
+from services.gateway.skills import SkillService
 
 T = TypeVar("T")
 
@@ -69,13 +73,16 @@ def create_app(deps: GatewayDeps) -> Litestar:
         "registry": Provide(_const(RegistryClient(deps.registry, settings.backend_timeout_s))),
         "health": Provide(_const(health)),
         "relay": Provide(_const(EventRelay(deps.bus))),
+        "skills": Provide(_const(SkillService(deps.inference, settings.backend_timeout_s))),
         "principal": Provide(provide_principal),
     }
     return Litestar(
-        route_handlers=[HealthController, whoami, AdminController, ModelsController, resolve, events_ws],
+        route_handlers=[HealthController, whoami, AdminController, ModelsController, resolve, events_ws,
+                        *SKILL_ROUTES, chat_completions],
         dependencies=dependencies,
         middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter())],
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[DocumentErrors(), ClosedStructs()],
         before_send=[add_request_id_header],
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
@@ -88,7 +95,9 @@ def create_app(deps: GatewayDeps) -> Litestar:
             render_plugins=[SwaggerRenderPlugin(path="/")],
             components=Components(security_schemes={"apiKey": SecurityScheme(
                 type="http", scheme="bearer", description="A DreamForge API key: df_<key id>_<secret>")}),
-            tags=[Tag(name="models", description="Models, versions, aliases and previews"),
+            tags=[Tag(name="skills", description="Caption, query, detect, point and chat (Moondream- and "
+                                                 "OpenAI-compatible), side by side, in batches"),
+                  Tag(name="models", description="Models, versions, aliases and previews"),
                   Tag(name="admin", description="Tenants and API keys (scope admin)"),
                   Tag(name="auth", description="The calling key"),
                   Tag(name="ops", description="Health and readiness (no key needed)")],

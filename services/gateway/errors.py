@@ -9,7 +9,7 @@ its traceback: bad input should never get there.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import grpc
 import msgspec
@@ -25,12 +25,14 @@ log = logging.getLogger("dreamforge.gateway.errors")
 
 
 class ErrorDetail(msgspec.Struct):
-    code: str
-    message: str
-    request_id: str
+    code: Annotated[str, msgspec.Meta(description="Stable machine-readable code, e.g. `invalid_argument`, `not_found`")]
+    message: Annotated[str, msgspec.Meta(description="What is wrong and how to fix it")]
+    request_id: Annotated[str, msgspec.Meta(description="Also in the `X-Request-Id` header; quote it in reports")]
 
 
-class ErrorBody(msgspec.Struct):
+class ErrorResponse(msgspec.Struct):
+    """The body of every error response (every 4xx and 5xx) of the HTTP API."""
+
     error: ErrorDetail
 
 
@@ -60,38 +62,82 @@ HTTP_CODES: dict[int, str] = {
 
 
 def error_response(request: Request[Any, Any, Any], status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None) -> Response[ErrorBody]:
-    body = ErrorBody(ErrorDetail(code=code, message=message, request_id=ensure_request_id(request.scope)))
+                   headers: dict[str, str] | None = None) -> Response[ErrorResponse]:
+    body = ErrorResponse(ErrorDetail(code=code, message=message, request_id=ensure_request_id(request.scope)))
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-def validation_message(exc: ValidationException) -> str:
-    """Name each offending field: `body field `name`: Expected `str`, got `int``."""
+def validation_message(exc: ValidationException, request: Request[Any, Any, Any] | None = None) -> str:
+    """Name each offending field as the client spells it: `query field `from`: Expected `int` >= 1`.
+
+    With the request, parameters get their wire names (`from`, `Idempotency-Key`) rather than
+    the handler's argument names, and a missing body says which fields it needs.
+    """
     problems = exc.extra if isinstance(exc.extra, list) else []
     parts: list[str] = []
     for problem in problems:
         if not isinstance(problem, dict):
             continue
-        source, key, message = problem.get("source", ""), problem.get("key", ""), problem.get("message", "")
+        source = problem.get("source") or ""
+        source = str(getattr(source, "value", source))  # Litestar passes a ParamType enum for parameters
+        key, message = str(problem.get("key", "")), str(problem.get("message", ""))
+        missing = message == repr(key)  # Litestar reports a missing value as the KeyError's text: "'data'"
         if source == "body" and key == "data":
-            parts.append(f"request body: {message}")
+            parts.append(_missing_body_message(request) if missing else f"request body: {message}")
         elif key:
-            parts.append(f"{source or 'parameter'} field `{key}`: {message}".strip())
+            name = key if source == "body" else _wire_name(request, key)
+            parts.append(f"{source or 'parameter'} field `{name}`: {'missing required value' if missing else message}")
         else:
-            parts.append(str(message))
+            parts.append(message)
     return "; ".join(parts) or str(exc.detail)
 
 
-def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
+def _handler_parameter(request: Request[Any, Any, Any] | None, name: str) -> Any:
+    """The handler's FieldDefinition for argument `name`, when the request was routed."""
+    if request is None or "route_handler" not in request.scope:
+        return None
+    return request.route_handler.parsed_fn_signature.parameters.get(name)
+
+
+def _wire_name(request: Request[Any, Any, Any] | None, key: str) -> str:
+    """`from_version` -> `from`: the name the client sent, from the handler's `Parameter(query=/header=)`."""
+    field = _handler_parameter(request, key)
+    kwarg = getattr(field, "kwarg_definition", None)
+    return str(getattr(kwarg, "query", None) or getattr(kwarg, "header", None) or getattr(kwarg, "cookie", None)
+               or key)
+
+
+def _missing_body_message(request: Request[Any, Any, Any] | None) -> str:
+    message = "missing request body: send a JSON object with `Content-Type: application/json`"
+    field = _handler_parameter(request, "data")
+    body_type = getattr(field, "annotation", None)
+    if isinstance(body_type, type) and issubclass(body_type, msgspec.Struct):
+        required = [f"`{f.encode_name}`" for f in msgspec.structs.fields(body_type) if f.required]
+        if required:
+            return f"{message} and the required field(s) {', '.join(required)}"
+        return f"{message} (every field is optional: `{{}}` takes the defaults)"
+    return message
+
+
+def _malformed_body_message(request: Request[Any, Any, Any], detail: str) -> str:
+    message = f"malformed JSON body: {detail}"
+    content_type = request.headers.get("content-type", "")
+    if "json" not in content_type.lower():
+        sent = f"`{content_type}`" if content_type else "missing"
+        message += f"; send a JSON body with `Content-Type: application/json` (this request's Content-Type is {sent})"
+    return message
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorResponse]:
     status = exc.status_code
     if isinstance(exc, ValidationException):
-        message = validation_message(exc)
+        message = validation_message(exc, request)
     elif isinstance(exc, RequestEntityTooLarge):
         limit = request.route_handler.resolve_request_max_body_size() if "route_handler" in request.scope else None
         message = (f"request body exceeds the limit of {limit} bytes ({limit / 1048576:.0f} MiB)"
                    if limit else "request body too large")
     elif isinstance(exc.__cause__, SerializationException):
-        message = f"malformed JSON body: {exc.detail}"
+        message = _malformed_body_message(request, exc.detail)
     elif status == 404 and exc.detail == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
     elif status == 405:
@@ -103,15 +149,15 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     return error_response(request, status, HTTP_CODES.get(status, f"http_{status}"), message, exc.headers)
 
 
-def handle_service_error(request: Request[Any, Any, Any], exc: ServiceError) -> Response[ErrorBody]:
+def handle_service_error(request: Request[Any, Any, Any], exc: ServiceError) -> Response[ErrorResponse]:
     return _from_grpc(request, exc.code, str(exc))
 
 
-def handle_rpc_error(request: Request[Any, Any, Any], exc: grpc.aio.AioRpcError) -> Response[ErrorBody]:
+def handle_rpc_error(request: Request[Any, Any, Any], exc: grpc.aio.AioRpcError) -> Response[ErrorResponse]:
     return _from_grpc(request, exc.code(), exc.details() or exc.code().name)
 
 
-def _from_grpc(request: Request[Any, Any, Any], code: grpc.StatusCode, message: str) -> Response[ErrorBody]:
+def _from_grpc(request: Request[Any, Any, Any], code: grpc.StatusCode, message: str) -> Response[ErrorResponse]:
     status = GRPC_TO_HTTP.get(code)
     if status is None:  # INTERNAL, UNKNOWN, DATA_LOSS: the backend failed, not the caller
         log.error("backend error", extra={"request_id": ensure_request_id(request.scope),
@@ -122,7 +168,7 @@ def _from_grpc(request: Request[Any, Any, Any], code: grpc.StatusCode, message: 
     return error_response(request, status, code.name.lower(), message)
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:
     request_id = ensure_request_id(request.scope)
     log.exception("unhandled error", extra={"request_id": request_id, "path": request.url.path})
     return error_response(request, 500, "internal", f"internal error (request id {request_id})")

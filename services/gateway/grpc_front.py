@@ -2,18 +2,24 @@
 
 Callers authenticate with metadata `authorization: Bearer <api key>`; the key gives the
 tenant and scopes (the `caller` field of a forwarded request is always overwritten).
-The same per-key rate limit as HTTP applies. Backend gRPC errors pass through with
-their code and message (e.g. UNIMPLEMENTED from inference).
+The same per-key rate limit as HTTP applies. Skill calls go through the same
+`SkillService` as REST: images and texts are checked first (INVALID_ARGUMENT naming the
+field), every call carries a request id (the request's, else metadata `x-request-id`,
+else a new one; sent back as `x-request-id` metadata). Backend gRPC errors pass through
+with their code and message.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
+from dreamforge.grpcio import ServiceError
 from dreamforge.v1 import (
     common_pb2,
     gateway_pb2,
@@ -27,9 +33,9 @@ from services.gateway.auth import to_caller
 from services.gateway.keys import KeyStore, Principal, Unauthenticated
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.request_ids import new_request_id
+from services.gateway.skills import Skill, SkillCall, SkillService, call_from_message, request_id_or
 
 log = logging.getLogger("dreamforge.gateway.grpc")
-M = TypeVar("M", bound=Message)
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
@@ -40,6 +46,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.registry = registry
         self.inference = inference
         self.timeout_s = timeout_s
+        self.skills = SkillService(inference, timeout_s)
 
     async def _principal(self, context: grpc.aio.ServicerContext, *any_of: str) -> Principal:
         metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -93,28 +100,71 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             context, self.registry.GetModel, registry_pb2.GetModelRequest(caller=to_caller(who), model=request.model))
         return model
 
-    async def _skill(self, request: M, context: grpc.aio.ServicerContext, call: Any) -> inference_pb2.SkillResponse:
+    def _request_id(self, request: Message, context: grpc.aio.ServicerContext) -> str:
+        """The request's `request_id`, else metadata `x-request-id`, else a new one (sane ids only)."""
+        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        return request_id_or(getattr(request, "request_id", ""),
+                             request_id_or(metadata.get("x-request-id", ""), new_request_id()))
+
+    async def _call(self, skill: Skill, request: Message, context: grpc.aio.ServicerContext) -> SkillCall:
+        request_id = self._request_id(request, context)
+        await context.send_initial_metadata((("x-request-id", request_id),))
+        try:
+            return await asyncio.to_thread(call_from_message, skill, request, request_id)
+        except ServiceError as exc:
+            await context.abort(exc.code, str(exc))
+            raise  # unreachable: abort raises
+
+    async def _skill(self, skill: Skill, request: Message,
+                     context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
         who = await self._principal(context, "app")
-        forwarded = type(request)()
-        forwarded.CopyFrom(request)
-        forwarded.caller.CopyFrom(to_caller(who))
-        if not forwarded.request_id:
-            forwarded.request_id = new_request_id()
-        result: inference_pb2.SkillResponse = await self._forward(context, call, forwarded)
-        return result
+        call = await self._call(skill, request, context)
+        try:
+            return await self.skills.run(to_caller(who), call)
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or exc.code().name)
+        except ServiceError as exc:
+            await context.abort(exc.code, str(exc))
+        raise AssertionError("unreachable")
 
     async def Caption(self, request: inference_pb2.CaptionRequest,
                       context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
-        return await self._skill(request, context, self.inference.Caption)
+        return await self._skill("caption", request, context)
 
     async def Query(self, request: inference_pb2.QueryRequest,
                     context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
-        return await self._skill(request, context, self.inference.Query)
+        return await self._skill("query", request, context)
 
     async def Detect(self, request: inference_pb2.DetectRequest,
                      context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
-        return await self._skill(request, context, self.inference.Detect)
+        return await self._skill("detect", request, context)
 
     async def Point(self, request: inference_pb2.PointRequest,
                     context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
-        return await self._skill(request, context, self.inference.Point)
+        return await self._skill("point", request, context)
+
+    async def Chat(self, request: inference_pb2.ChatRequest,
+                   context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
+        return await self._skill("chat", request, context)
+
+    async def Stream(self, request: inference_pb2.StreamRequest,
+                     context: grpc.aio.ServicerContext) -> AsyncIterator[inference_pb2.TextChunk]:
+        who = await self._principal(context, "app")
+        which = request.WhichOneof("skill")
+        if which is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "request field `skill`: set one of caption, query or chat")
+        call = await self._call(which, getattr(request, which), context)  # type: ignore[arg-type]
+        chunks: AsyncIterator[inference_pb2.TextChunk] | None = None
+        try:
+            chunks = await self.skills.stream(to_caller(who), call)
+            async for chunk in chunks:
+                yield chunk
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or exc.code().name)
+        except ServiceError as exc:
+            await context.abort(exc.code, str(exc))
+        finally:  # the caller cancelled (or we are done): cancel the inference stream now
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()

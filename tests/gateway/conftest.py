@@ -1,10 +1,17 @@
 """The gateway's test platform: the real registry and inference services plus the real gateway
-(its runtime, uvicorn, gRPC front), on the suite's NATS, Redis and a SQLite key store."""
+(its runtime, uvicorn, gRPC front), on the suite's NATS, Redis and a SQLite key store.
+
+Inference serves a real checkpoint: the trained default model when one is built
+(`DREAMFORGE_DEFAULT_MODEL`, `DREAMFORGE_TEST_TRAINED_MODEL` or `models/default`), so answers
+can be checked for correctness; otherwise a tiny random-weight model made here once per
+session (well-formed nonsense: every code path is real, correctness checks are skipped).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -20,8 +27,45 @@ from services.gateway.main import Gateway
 from services.gateway.main import build as build_gateway
 from services.gateway.settings import GatewaySettings
 from services.inference.main import build as build_inference
+from services.inference.settings import InferenceSettings
 from services.registry.main import build as build_registry
 from tests.helpers import eventually, platform_settings, running_service
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def trained_model() -> Path | None:
+    """The trained default checkpoint, when one is built."""
+    for candidate in (os.environ.get("DREAMFORGE_DEFAULT_MODEL"), os.environ.get("DREAMFORGE_TEST_TRAINED_MODEL"),
+                      str(ROOT / "models" / "default")):
+        if candidate and (Path(candidate) / "config.json").is_file():
+            return Path(candidate)
+    return None
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    path: Path | None      # None: torch is not installed, skills answer UNIMPLEMENTED
+    trained: bool
+
+
+@pytest.fixture(scope="session")
+def serving_model(tmp_path_factory: pytest.TempPathFactory) -> ServingModel:
+    if (path := trained_model()) is not None:
+        return ServingModel(path, trained=True)
+    try:
+        import torch
+
+        from dreamforge.model.arch import TINY_SPEC, build_config, build_model, build_processor
+        from dreamforge.model.tokenizer import build_tokenizer
+    except ImportError:
+        return ServingModel(None, trained=False)
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    out = tmp_path_factory.mktemp("gateway-tiny-model")
+    tokenizer = build_tokenizer(n_samples=20)
+    build_model(build_config(TINY_SPEC, tokenizer), seed=0).save_pretrained(out)
+    build_processor(TINY_SPEC, tokenizer).save_pretrained(out)
+    return ServingModel(out, trained=False)
 
 
 @contextlib.asynccontextmanager
@@ -61,6 +105,7 @@ class Stack:
     gateway: Gateway
     home: Path
     nats_url: str
+    model: ServingModel
 
     def client(self, account: Account | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, headers=account.headers if account else None, timeout=10)
@@ -82,13 +127,15 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-async def stack(shared_nats_url: str, redis_server: ManagedService,
+async def stack(shared_nats_url: str, redis_server: ManagedService, serving_model: ServingModel,
                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     home = tmp_path_factory.mktemp("gateway-stack")
+    model_dir = {"default_model": serving_model.path} if serving_model.path else {}
     async with running_service("registry", build_registry, platform_settings(home / "registry", shared_nats_url)) \
             as registry, \
-            running_service("inference", build_inference, platform_settings(home / "inference", shared_nats_url)) \
-            as inference:
+            running_service("inference", build_inference, InferenceSettings(
+                home=home / "inference", nats_url=shared_nats_url, log_format="text",
+                registry_addr=f"127.0.0.1:{registry.port}", **model_dir)) as inference:
         settings = GatewaySettings(
             home=home / "gateway", nats_url=shared_nats_url, redis_url=redis_server.url, log_format="text",
             gateway_http_port=0, gateway_grpc_port=free_port(),
@@ -100,4 +147,4 @@ async def stack(shared_nats_url: str, redis_server: ManagedService,
             yield Stack(
                 base_url=f"http://127.0.0.1:{gateway.http.port}", grpc_target=f"127.0.0.1:{runtime.port}",
                 admin=Account(principal.tenant_id, principal.key_id, admin_key), gateway=gateway, home=home,
-                nats_url=shared_nats_url)
+                nats_url=shared_nats_url, model=serving_model)

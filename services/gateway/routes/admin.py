@@ -8,8 +8,10 @@ import msgspec
 from litestar import Controller, delete, get, post
 from litestar.params import Parameter
 
+from dreamforge.grpcio import FailedPrecondition
 from services.gateway.auth import requires
 from services.gateway.keys import ApiKey, KeyStore, Principal, Tenant
+from services.gateway.openapi import error_responses
 from services.gateway.schemas.admin import CreatedKey, CreateKey, CreateTenant, KeyOut, TenantOut, WhoAmI
 
 SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
@@ -38,7 +40,7 @@ class AdminController(Controller):
     guards = [requires("admin")]
     security = SECURITY
 
-    @post("/tenants", operation_id="createTenant", summary="Create a tenant")
+    @post("/tenants", operation_id="createTenant", summary="Create a tenant", responses=error_responses(409))
     async def create_tenant(self, key_store: KeyStore, data: CreateTenant) -> TenantOut:
         return tenant_out(await key_store.create_tenant(data.name))
 
@@ -46,7 +48,7 @@ class AdminController(Controller):
     async def list_tenants(self, key_store: KeyStore) -> TenantList:
         return TenantList([tenant_out(t) for t in await key_store.list_tenants()])
 
-    @post("/keys", operation_id="createApiKey",
+    @post("/keys", operation_id="createApiKey", responses=error_responses(404),
           summary="Create an API key for a tenant (the key is shown in this response only)")
     async def create_key(self, key_store: KeyStore, data: CreateKey) -> CreatedKey:
         key, raw = await key_store.create_key(data.tenant_id, list(data.scopes), name=data.name,
@@ -61,8 +63,13 @@ class AdminController(Controller):
     ) -> KeyList:
         return KeyList([key_out(k) for k in await key_store.list_keys(tenant_id)])
 
-    @delete("/keys/{key_id:str}", operation_id="revokeApiKey", summary="Revoke an API key")
-    async def revoke_key(self, key_store: KeyStore, key_id: str) -> None:
+    @delete("/keys/{key_id:str}", operation_id="revokeApiKey", responses=error_responses(404, 409),
+            summary="Revoke an API key (not the one making the request: use another admin key for that)")
+    async def revoke_key(self, key_store: KeyStore, principal: Principal, key_id: str) -> None:
+        if key_id == principal.key_id:  # the API must never lock its last administrator out
+            raise FailedPrecondition(
+                f"API key {key_id} is the key making this request and cannot revoke itself; create another admin "
+                "key (POST /v1/admin/keys) and revoke this one with it")
         await key_store.revoke_key(key_id)
 
 

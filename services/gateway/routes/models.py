@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, delete, get, post
+from litestar.datastructures import ResponseHeader
 from litestar.params import Parameter
 from litestar.response import Stream
 
@@ -26,6 +27,7 @@ PageToken = Annotated[str, Parameter(max_length=500, description="`next_page_tok
 IdempotencyKey = Annotated[str | None, Parameter(
     header="Idempotency-Key", max_length=200, description="Retries with the same key create nothing twice")]
 ModelRef = Annotated[str, Parameter(description="Model id or name")]
+Version = Annotated[int, Parameter(ge=1, le=s.INT32_MAX, description="Version number (1, 2, ...)")]
 
 
 class ModelsController(Controller):
@@ -67,13 +69,19 @@ class ModelsController(Controller):
     @get("/{model:str}/versions/{version:int}", operation_id="getVersion", summary="Get one version",
          guards=READ)
     async def get_version(self, registry: RegistryClient, principal: Principal, model: ModelRef,
-                          version: int) -> s.VersionOut:
+                          version: Version) -> s.VersionOut:
         return await registry.get_version(principal, model, version)
 
     @get("/{model:str}/versions/{version:int}/artifact", operation_id="downloadArtifact",
-         summary="Download a version's adapter bytes", guards=READ, media_type="application/octet-stream")
+         summary="Download a version's adapter bytes", guards=READ, media_type="application/octet-stream",
+         content_media_type="application/octet-stream", response_description="The artifact's bytes",
+         response_headers=[
+             ResponseHeader(name="X-Artifact-Sha256", value="", documentation_only=True,
+                            description="sha256 of the artifact (hex), to verify the download"),
+             ResponseHeader(name="Content-Disposition", value="", documentation_only=True,
+                            description='attachment; filename="<model>-v<version>.bin"')])
     async def download_artifact(self, registry: RegistryClient, principal: Principal, model: ModelRef,
-                                version: int) -> Stream:
+                                version: Version) -> Stream:
         sha256, chunks = await registry.open_artifact(principal, model, version)
         return Stream(chunks, media_type="application/octet-stream", headers={
             "X-Artifact-Sha256": sha256,
@@ -117,8 +125,10 @@ class ModelsController(Controller):
     @get("/{model:str}/diff", operation_id="diffVersions", summary="What changed between two versions",
          guards=READ)
     async def diff(self, registry: RegistryClient, principal: Principal, model: ModelRef,
-                   from_version: Annotated[int, Parameter(query="from", ge=1, description="Older version")],
-                   to_version: Annotated[int, Parameter(query="to", ge=1, description="Newer version")],
+                   from_version: Annotated[int, Parameter(query="from", ge=1, le=s.INT32_MAX,
+                                                          description="Older version")],
+                   to_version: Annotated[int, Parameter(query="to", ge=1, le=s.INT32_MAX,
+                                                        description="Newer version")],
                    ) -> s.VersionDiff:
         return await registry.diff(principal, model, from_version, to_version)
 

@@ -7,10 +7,16 @@ from typing import Annotated, Any
 
 import msgspec
 
+#: Largest accepted values: versions are int32 in the registry's protos; sizes are int64 there, capped here at
+#: the largest integer a JSON number holds exactly (so the documented maximum is exact too). Larger is a 400.
+INT32_MAX = 2**31 - 1
+JSON_INT_MAX = 2**53 - 1
+
 ModelName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 AliasName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-VersionNumber = Annotated[int, msgspec.Meta(ge=1)]
-Count = Annotated[int, msgspec.Meta(ge=0)]
+VersionNumber = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)]
+ParentVersion = Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX, description="0 = a base version")]
+Count = Annotated[int, msgspec.Meta(ge=0, le=JSON_INT_MAX)]
 
 
 class CreateModel(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,7 +48,7 @@ class ModelList(msgspec.Struct):
 
 
 class CreateVersion(msgspec.Struct, forbid_unknown_fields=True):
-    parent_version: Count | None = None
+    parent_version: ParentVersion | None = None
     artifact_base64: str | None = None
     training_config: dict[str, Any] = {}
     reward_function: dict[str, Any] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 
@@ -9,6 +11,7 @@ from dreamforge.grpcio import channel
 from dreamforge.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, inference_pb2, inference_pb2_grpc
 from services.gateway.grpc_front import GatewayServicer
 from tests.gateway.conftest import Stack
+from tests.gateway.images import encoded
 
 
 def auth(key: str) -> tuple[tuple[str, str], ...]:
@@ -43,17 +46,34 @@ async def test_models_are_the_callers_tenants(stack: Stack) -> None:
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-async def test_skills_forward_to_inference_with_the_keys_caller(stack: Stack) -> None:
+async def test_skill_calls_are_checked_like_rest_before_inference(stack: Stack) -> None:
     account = await stack.account(scopes=("app",))
     rater = await stack.account(scopes=("rater",))
+    image = inference_pb2.Image(data=encoded("PNG"))
     async with channel(stack.grpc_target) as ch:
         stub = gateway_pb2_grpc.GatewayServiceStub(ch)
-        forged = inference_pb2.CaptionRequest(caller=common_pb2.Caller(tenant_id="t_other", scopes=["admin"]))
+        cases: list[tuple[Any, Any, str]] = [
+            (stub.Caption, inference_pb2.CaptionRequest(
+                caller=common_pb2.Caller(tenant_id="t_other", scopes=["admin"])), "`image.data` is required"),
+            (stub.Caption, inference_pb2.CaptionRequest(image=inference_pb2.Image(data=b"not an image")),
+             "`image.data`: image could not be decoded"),
+            (stub.Caption, inference_pb2.CaptionRequest(image=image, length="epic"), "`length` must be one of"),
+            (stub.Query, inference_pb2.QueryRequest(image=image, question="  "), "`question` is required"),
+            (stub.Detect, inference_pb2.DetectRequest(image=image), "`object` is required"),
+            (stub.Point, inference_pb2.PointRequest(image=image, object="x" * 201), "the limit is 200"),
+            (stub.Chat, inference_pb2.ChatRequest(messages=[inference_pb2.ChatMessage(role="system", text="hi")]),
+             "needs a user message"),
+            (stub.Chat, inference_pb2.ChatRequest(messages=[inference_pb2.ChatMessage(
+                role="user", images=[inference_pb2.Image(data=b"\x89PNG")])]), "`messages[0].images[0].data`"),
+        ]
+        for method, request, message in cases:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await method(request, metadata=auth(account.key))
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (request, info.value)
+            assert message in (info.value.details() or ""), info.value.details()
         with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Caption(forged, metadata=auth(account.key))
-        # the inference service has no model runtime yet: its UNIMPLEMENTED comes through intact
-        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
-        assert "caption" in (info.value.details() or "")
+            await anext(stub.Stream(inference_pb2.StreamRequest(), metadata=auth(account.key)).__aiter__())
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Point(inference_pb2.PointRequest(), metadata=auth(rater.key))
         assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -89,8 +109,12 @@ async def test_forwarded_caller_comes_from_the_key_not_the_request(stack: Stack)
             async with channel(f"127.0.0.1:{front_port}") as ch:
                 stub = gateway_pb2_grpc.GatewayServiceStub(ch)
                 forged = inference_pb2.DetectRequest(
-                    caller=common_pb2.Caller(tenant_id="t_other", key_id="k", scopes=["admin"]), object="cat")
+                    caller=common_pb2.Caller(tenant_id="t_other", key_id="k", scopes=["admin"]), object="cat",
+                    image=inference_pb2.Image(data=encoded("WEBP")))
                 reply = await stub.Detect(forged, metadata=auth(account.key))
+                call = stub.Detect(forged, metadata=(*auth(account.key), ("x-request-id", "client-id-1")))
+                replied = await call
+                echoed = dict(await call.initial_metadata())["x-request-id"]
         finally:
             await front.stop(None)
             await inference_server.stop(None)
@@ -98,6 +122,8 @@ async def test_forwarded_caller_comes_from_the_key_not_the_request(stack: Stack)
     assert (seen.caller.tenant_id, seen.caller.key_id, list(seen.caller.scopes)) == (
         account.tenant_id, account.key_id, ["app"])
     assert seen.object == "cat" and seen.request_id.startswith("req_") and reply.request_id == seen.request_id
+    assert seen.model.reference == "default" and seen.image.data == encoded("WEBP")
+    assert recorder.requests[1].request_id == replied.request_id == echoed == "client-id-1"
 
 
 async def test_grpc_calls_share_the_keys_rate_limit(stack: Stack) -> None:

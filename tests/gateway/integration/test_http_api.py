@@ -64,6 +64,14 @@ async def test_revoked_key_is_401_at_once(stack: Stack) -> None:
         assert_error(await admin.delete("/v1/admin/keys/0000000000000000"), 404, "not found")
 
 
+async def test_a_key_cannot_revoke_itself(stack: Stack) -> None:
+    """Else an admin (or a fuzzer replaying ids from GET /v1/admin/keys) locks itself out."""
+    async with stack.client(stack.admin) as admin:
+        reply = await admin.delete(f"/v1/admin/keys/{stack.admin.key_id}")
+        assert_error(reply, 409, "cannot revoke itself", "another admin key")
+        assert (await admin.get("/v1/whoami")).status_code == 200
+
+
 async def test_missing_scope_is_403_naming_it(stack: Stack) -> None:
     rater = await stack.account(scopes=("rater",))
     app_only = await stack.account(scopes=("app",))

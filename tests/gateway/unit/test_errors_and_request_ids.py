@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-import grpc
-from litestar.exceptions import ValidationException
+from typing import Annotated
 
-from services.gateway.errors import GRPC_TO_HTTP, validation_message
+import grpc
+import pytest
+from litestar import Litestar, post
+from litestar.exceptions import ValidationException
+from litestar.params import Parameter
+from litestar.testing import TestClient
+
+from services.gateway.errors import EXCEPTION_HANDLERS, GRPC_TO_HTTP, validation_message
 from services.gateway.request_ids import ensure_request_id
+from services.gateway.schemas.models import Promote, Rollback
 
 
 def test_grpc_status_mapping() -> None:
@@ -28,6 +35,48 @@ def test_validation_message_names_each_field() -> None:
     assert validation_message(exc) == (
         "request body: Object contains unknown field `colour`; query field `page_size`: Expected `int`, got `str`")
     assert validation_message(ValidationException("Missing required header 'x'")) == "Missing required header 'x'"
+
+
+@post("/promote/{model:str}")
+async def promote(model: str, data: Promote,
+                  from_version: Annotated[int, Parameter(query="from", ge=1)] = 1,
+                  idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", max_length=5)] = None,
+                  ) -> None:
+    return None
+
+
+@post("/rollback")
+async def rollback(data: Rollback) -> None:
+    return None
+
+
+@pytest.mark.parametrize(("path", "kwargs", "expected"), [
+    # no body at all: Litestar's own message is the bare KeyError text "'data'"
+    ("/promote/m", {}, "missing request body: send a JSON object with `Content-Type: application/json` and the "
+                       "required field(s) `version`"),
+    ("/rollback", {"headers": {"Content-Type": "application/json"}},
+     "missing request body: send a JSON object with `Content-Type: application/json` (every field is optional: "
+     "`{}` takes the defaults)"),
+    ("/promote/m", {"content": b"null", "headers": {"Content-Type": "application/json"}},
+     "request body: Expected `object`, got `null`"),
+    ("/promote/m", {"json": {"version": 1, "colour": "red"}}, "request body: Object contains unknown field `colour`"),
+    ("/promote/m", {"json": {"version": 0}}, "body field `version`: Expected `int` >= 1"),
+    # parameters are named as sent, not as the handler's arguments
+    ("/promote/m?from=0", {"json": {"version": 1}}, "query field `from`: Expected `int` >= 1"),
+    ("/promote/m", {"json": {"version": 1}, "headers": {"Idempotency-Key": "toolong"}},
+     "header field `Idempotency-Key`: Expected `str` of length <= 5"),
+    ("/promote/m", {"content": b"version=1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+     "send a JSON body with `Content-Type: application/json` (this request's Content-Type is "
+     "`application/x-www-form-urlencoded`)"),
+])
+def test_validation_messages_say_what_to_fix(path: str, kwargs: dict[str, object], expected: str) -> None:
+    app = Litestar([promote, rollback], exception_handlers=EXCEPTION_HANDLERS, logging_config=None)
+    with TestClient(app) as client:
+        reply = client.post(path, **kwargs)  # type: ignore[arg-type]
+    assert reply.status_code == 400, reply.text
+    message = reply.json()["error"]["message"]
+    assert expected in message, message
+    assert "'data'" not in message and "ParamType" not in message
 
 
 def scope_with(request_id: str | None) -> dict[str, object]:

@@ -1,0 +1,215 @@
+"""The official `moondream` and `openai` clients, and DreamForge's SDK, unchanged, against the
+gateway (real uvicorn on a free port) backed by the real inference service.
+
+The clients block, so each runs in a worker thread while the event loop serves the platform.
+Well-formedness is checked on whatever model is served; correctness (the right colour, count
+and box on held-out `dreamforge.world` test images) only when the trained default model is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import openai
+import pytest
+
+from dreamforge.client import DreamForge, DreamForgeError
+from dreamforge.grpcio import channel
+from dreamforge.images import encode_png, to_data_url
+from dreamforge.v1 import gateway_pb2_grpc, inference_pb2
+from dreamforge.world import get_sample
+from tests.gateway.conftest import Account, Stack
+
+MOONDREAM_MISSING = ("the official moondream client is not installed: pip install --no-deps 'moondream==2.6.1' "
+                     "(its `kestrel` dependency is local inference only; see pyproject's dev extra)")
+
+NEEDS_TRAINED = "the trained default model is not built (models/default or DREAMFORGE_DEFAULT_MODEL): " \
+                "answers are only checked for shape, not correctness"
+
+
+@pytest.fixture(scope="module")
+async def app_key(stack: Stack) -> Account:
+    return await stack.account(scopes=("app",))
+
+
+def unit(value: Any) -> bool:
+    return isinstance(value, float | int) and 0.0 <= value <= 1.0
+
+
+def well_formed_box(box: dict[str, Any]) -> bool:
+    return set(box) >= {"x_min", "y_min", "x_max", "y_max"} and all(unit(box[k]) for k in box if k in (
+        "x_min", "y_min", "x_max", "y_max")) and box["x_min"] <= box["x_max"] and box["y_min"] <= box["y_max"]
+
+
+def moondream_session(base_url: str, key: str) -> dict[str, Any]:
+    """Everything the moondream client does, as its README shows it (runs in a thread)."""
+    import moondream as md
+
+    model = md.vl(endpoint=f"{base_url}/v1", api_key=key)
+    image = get_sample("test", 0).image
+    out: dict[str, Any] = {
+        "caption": model.caption(image)["caption"],
+        "short": model.caption(image, length="short")["caption"],
+        "caption_stream": list(model.caption(image, stream=True)["caption"]),
+        "answer": model.query(image, "what colour is the triangle?")["answer"],
+        "answer_stream": list(model.query(image, "how many shapes are there?", stream=True)["answer"]),
+        "objects": model.detect(image, "blue square")["objects"],
+        "points": model.point(image, "purple triangle")["points"],
+    }
+    try:
+        model.query(image, "")
+    except Exception as exc:  # urllib's HTTPError: the gateway's 400
+        out["empty_question_error"] = exc
+    return out
+
+
+async def test_the_moondream_client_works_unchanged(stack: Stack, app_key: Account) -> None:
+    pytest.importorskip("moondream", reason=MOONDREAM_MISSING)
+    out = await asyncio.to_thread(moondream_session, stack.base_url, app_key.key)
+    for key in ("caption", "short", "answer"):
+        assert isinstance(out[key], str), (key, out[key])
+    for key in ("caption_stream", "answer_stream"):
+        assert all(isinstance(piece, str) for piece in out[key]), out[key]
+    assert isinstance(out["objects"], list) and all(well_formed_box(b) for b in out["objects"]), out["objects"]
+    assert isinstance(out["points"], list), out["points"]
+    assert all(set(p) >= {"x", "y"} and unit(p["x"]) and unit(p["y"]) for p in out["points"]), out["points"]
+    assert getattr(out["empty_question_error"], "code", None) == 400
+    # a stream carries the same text as the unary call (greedy decoding)
+    assert "".join(out["caption_stream"]) == out["caption"]
+
+
+def openai_session(base_url: str, key: str) -> dict[str, Any]:
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
+    messages = [{"role": "user", "content": [
+        {"type": "text", "text": "what colour is the triangle?"},
+        {"type": "image_url", "image_url": {"url": to_data_url(get_sample("test", 0).image)}}]}]
+    unary = client.chat.completions.create(model="default", messages=messages, max_tokens=16, temperature=0)
+    stream = client.chat.completions.create(model="default", messages=messages, max_tokens=16, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    try:
+        client.chat.completions.create(model="no-such-model", messages=messages)
+    except openai.NotFoundError as exc:
+        missing: Any = exc
+    return {"unary": unary, "chunks": chunks, "missing": missing}
+
+
+async def test_the_openai_client_works_unchanged(stack: Stack, app_key: Account) -> None:
+    out = await asyncio.to_thread(openai_session, stack.base_url, app_key.key)
+    unary = out["unary"]
+    assert unary.object == "chat.completion" and unary.model == "default" and unary.id.startswith("chatcmpl-")
+    choice = unary.choices[0]
+    assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
+    assert choice.finish_reason in ("stop", "length")
+    assert unary.usage.prompt_tokens > 0 and unary.usage.total_tokens == (
+        unary.usage.prompt_tokens + unary.usage.completion_tokens)
+    chunks = out["chunks"]
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert len({c.id for c in chunks}) == 1 and chunks[0].id != unary.id  # one id per request
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == choice.message.content
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == unary.usage.completion_tokens
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == choice.finish_reason
+    assert out["missing"].status_code == 404 and "no-such-model" in str(out["missing"])
+
+
+def sdk_session(base_url: str, key: str, path: Path) -> dict[str, Any]:
+    image = get_sample("test", 1).image
+    path.write_bytes(encode_png(image))
+    with DreamForge(api_key=key, base_url=base_url) as df:
+        out: dict[str, Any] = {
+            "caption": df.caption(image, length="short"),
+            "caption_stream": list(df.caption(str(path), stream=True)),
+            "answer": df.query(encode_png(image), "how many shapes are there?"),
+            "answer_stream": list(df.query(path, "how many shapes are there?", stream=True)),
+            "objects": df.detect(image, "red circle", model="default"),
+            "points": df.point(path, "red circle"),
+            "compare": df.compare("caption", image, ["default", "default@production"], length="short"),
+            "batch": df.batch([{"skill": "caption", "image": image}, {"skill": "point", "image": path,
+                                                                       "object": "x"}]),
+        }
+        try:
+            df.detect(b"definitely not an image", "cat")
+        except DreamForgeError as exc:
+            out["error"] = exc
+        try:
+            list(df.query(image, "what?", model="no-such-model", stream=True))
+        except DreamForgeError as exc:
+            out["stream_error"] = exc
+    return out
+
+
+async def test_the_sdk_skill_methods(stack: Stack, app_key: Account, tmp_path: Path) -> None:
+    out = await asyncio.to_thread(sdk_session, stack.base_url, app_key.key, tmp_path / "image.png")
+    assert isinstance(out["caption"]["caption"], str) and out["caption"]["request_id"]
+    assert all(isinstance(p, str) for p in out["caption_stream"] + out["answer_stream"])
+    assert "".join(out["answer_stream"]) == out["answer"]["answer"]
+    assert all(well_formed_box(b) for b in out["objects"]["objects"])
+    assert isinstance(out["points"]["points"], list)
+    assert [r["reference"] for r in out["compare"]["results"]] == ["default", "default@production"]
+    assert out["compare"]["results"][0]["status"] == 200
+    assert [r["skill"] for r in out["batch"]["results"]] == ["caption", "point"]
+    assert out["error"].status == 400 and "`image_url`" in out["error"].message
+    assert out["stream_error"].status == 404
+
+
+async def test_grpc_front_serves_skills_and_streams_with_request_ids(stack: Stack, app_key: Account) -> None:
+    image = inference_pb2.Image(data=encode_png(get_sample("test", 2).image))
+    metadata = (("authorization", f"Bearer {app_key.key}"), ("x-request-id", "grpc-req-1"))
+    async with channel(stack.grpc_target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        reply = await stub.Query(inference_pb2.QueryRequest(image=image, question="how many shapes are there?"),
+                                 metadata=metadata)
+        assert reply.request_id == "grpc-req-1" and reply.model_id and isinstance(reply.text, str)
+        chunks = [c async for c in stub.Stream(inference_pb2.StreamRequest(
+            caption=inference_pb2.CaptionRequest(image=image, length="short", request_id="grpc-req-2")),
+            metadata=metadata[:1])]
+        assert chunks[-1].completed and chunks[-1].final.request_id == "grpc-req-2"
+        assert "".join(c.text for c in chunks) == chunks[-1].final.text
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Detect(inference_pb2.DetectRequest(image=image, object="x", model=inference_pb2.Target(
+                reference="no-such-model")), metadata=metadata)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+# -- correctness, with the trained default model --------------------------------------------------
+
+def iou(a: dict[str, float], b: tuple[float, float, float, float]) -> float:
+    ix = max(0.0, min(a["x_max"], b[2]) - max(a["x_min"], b[0]))
+    iy = max(0.0, min(a["y_max"], b[3]) - max(a["y_min"], b[1]))
+    inter = ix * iy
+    union = (a["x_max"] - a["x_min"]) * (a["y_max"] - a["y_min"]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
+
+
+def correctness_session(base_url: str, key: str, indices: Iterator[int]) -> dict[str, list[bool]]:
+    right: dict[str, list[bool]] = {"colour": [], "count": [], "detect": []}
+    with DreamForge(api_key=key, base_url=base_url, timeout_s=120) as df:
+        for index in indices:
+            sample = get_sample("test", index)
+            for qa in sample.questions():
+                if qa.qtype in ("colour", "count") and len(right[qa.qtype]) < 8:
+                    answer = df.query(sample.image, qa.question)["answer"]
+                    right[qa.qtype].append(normalise(answer) == normalise(qa.answer))
+            for name, boxes in sample.detect_targets().items():
+                if len(boxes) == 1 and len(right["detect"]) < 8:
+                    found = df.detect(sample.image, name)["objects"]
+                    right["detect"].append(any(iou(b, boxes[0]) >= 0.5 for b in found))
+    return right
+
+
+async def test_answers_are_right_with_the_trained_model(stack: Stack, app_key: Account) -> None:
+    if not stack.model.trained:
+        pytest.skip(NEEDS_TRAINED)
+    right = await asyncio.to_thread(correctness_session, stack.base_url, app_key.key, iter(range(6)))
+    for kind, hits in right.items():
+        assert hits and sum(hits) / len(hits) >= 0.75, (kind, hits)
