@@ -1,41 +1,102 @@
-"""Wires the inference service: the routing table fed by `model.updated`, gRPC API."""
+"""Wires the inference service: routing table and resolution cache fed by `model.updated`,
+the model runtimes, the outbox relay for `inference.completed` / `usage.recorded`, gRPC API.
+
+`model.updated` arrives twice on purpose: the durable consumer `inference-routes` keeps the
+routing table exactly once (inbox), and a core NATS subscription lets *every* replica clear
+its resolution cache at once (a durable consumer hands each event to one replica only).
+
+Without a default checkpoint (torch runtime, `models/default` not built and
+DREAMFORGE_DEFAULT_MODEL not set) the skills answer UNIMPLEMENTED saying so.
+"""
 
 from __future__ import annotations
 
-import grpc
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import DecodeError
 
 from dreamforge.events import MODEL_UPDATED
-from dreamforge.grpcio import pending
+from dreamforge.grpcio import channel
+from dreamforge.outbox import Outbox
 from dreamforge.runtime import ServiceRuntime
-from dreamforge.v1 import inference_pb2, inference_pb2_grpc
+from dreamforge.v1 import events_pb2, inference_pb2_grpc, registry_pb2_grpc
+from services.inference.artifacts import AdapterFiles
+from services.inference.grpc_api import InferenceServicer, NoModelServicer
+from services.inference.pool import RuntimePool
+from services.inference.resolver import Resolver
 from services.inference.routes import RouteTable
+from services.inference.runtime.factory import missing_default_model
+from services.inference.served import ServedEvents
+from services.inference.service import InferenceService
+from services.inference.settings import InferenceSettings
+
+SERVICE_NAME = "dreamforge.v1.InferenceService"
+log = logging.getLogger("dreamforge.inference")
 
 
-class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
-    """Skills answer UNIMPLEMENTED until a model runtime is configured (the inference issue)."""
+@dataclass
+class Inference:
+    """What build() returns (the runtime's `state`), for tests and tools."""
 
-    Caption = pending("caption (no model runtime is configured)")
-    Query = pending("query (no model runtime is configured)")
-    Detect = pending("detect (no model runtime is configured)")
-    Point = pending("point (no model runtime is configured)")
-    Chat = pending("chat (no model runtime is configured)")
-    Stream = pending("streaming (no model runtime is configured)")
-
-    async def ListLoaded(
-        self, request: inference_pb2.ListLoadedRequest, context: grpc.aio.ServicerContext
-    ) -> inference_pb2.ListLoadedResponse:
-        """Nothing is loaded: there is no model runtime in this release yet."""
-        return inference_pb2.ListLoadedResponse()
+    routes: RouteTable
+    service: InferenceService
+    outbox: Outbox
+    settings: InferenceSettings
 
 
-async def build(runtime: ServiceRuntime) -> RouteTable:
+async def build(runtime: ServiceRuntime) -> Inference:
+    settings = runtime.settings
+    if not isinstance(settings, InferenceSettings):
+        settings = InferenceSettings(**settings.model_dump())
     routes = RouteTable(runtime.db)
-    runtime.migrations.extend(routes.migrations)
+    outbox = Outbox(runtime.db)
+    runtime.migrations.extend([*routes.migrations, outbox.migration(2)])
 
-    async def on_model_updated(event, delivery):  # type: ignore[no-untyped-def]
+    registry_channel = channel(settings.grpc_target("registry"))
+    registry = registry_pb2_grpc.RegistryServiceStub(registry_channel)  # type: ignore[no-untyped-call]
+    service = InferenceService(
+        settings,
+        Resolver(registry, ttl_s=settings.resolve_cache_s, timeout_s=settings.registry_timeout_s),
+        AdapterFiles(settings.adapters_dir, registry, max_bytes=settings.max_adapter_bytes),
+        RuntimePool(settings),
+        ServedEvents(runtime.db, outbox),
+    )
+
+    async def on_model_updated(event: events_pb2.ModelUpdated, delivery: Any) -> None:
         await routes.apply(event, delivery)
+        service.on_model_updated(event)
 
     runtime.bus.subscribe(MODEL_UPDATED, on_model_updated, durable="inference-routes")
-    runtime.add_servicer(inference_pb2_grpc.add_InferenceServiceServicer_to_server, InferenceServicer(),
-                         "dreamforge.v1.InferenceService")
-    return routes
+    reason = missing_default_model(settings)
+    if reason:
+        log.warning("skills disabled", extra={"reason": reason})
+        service.prefetch = False
+    servicer = NoModelServicer(reason) if reason else InferenceServicer(service)
+    runtime.add_servicer(inference_pb2_grpc.add_InferenceServiceServicer_to_server, servicer, SERVICE_NAME)
+    subscriptions: list[Any] = []
+
+    async def on_core_message(msg: Any) -> None:
+        try:
+            service.on_model_updated(events_pb2.ModelUpdated.FromString(msg.data))
+        except DecodeError:
+            log.warning("undecodable model.updated on the core subscription", extra={"subject": msg.subject})
+
+    async def start() -> None:
+        outbox.start_relay(runtime.bus)
+        subscriptions.append(await runtime.bus.nc.subscribe(MODEL_UPDATED.all_tenants, cb=on_core_message))
+
+    async def stop() -> None:
+        for sub in subscriptions:
+            try:
+                await sub.unsubscribe()
+            except Exception:
+                log.debug("unsubscribe failed", exc_info=True)
+        await service.close()
+        await outbox.stop(runtime.bus)
+        await registry_channel.close()
+
+    runtime.on_start(start)
+    runtime.on_stop(stop)
+    return Inference(routes, service, outbox, settings)

@@ -38,6 +38,7 @@ from dreamforge.v1 import (
 from services.billing.main import build as build_billing
 from services.feedback.main import build as build_feedback
 from services.inference.main import build as build_inference
+from services.inference.settings import InferenceSettings
 from services.trainer.main import build as build_trainer
 from tests.helpers import eventually, platform_settings, running_service
 
@@ -127,7 +128,10 @@ async def test_trainer_buffers_each_reward_once(nats_url: str, tmp_path: Path) -
 
 
 async def test_inference_follows_alias_moves_once_and_ignores_stale_events(nats_url: str, tmp_path: Path) -> None:
-    async with running_service("inference", build_inference, platform_settings(tmp_path, nats_url)) as runtime:
+    # no default checkpoint: the routing table works, the skills say why they cannot answer
+    settings = InferenceSettings(home=tmp_path, nats_url=nats_url, log_format="text",
+                                 default_model=tmp_path / "no-model")
+    async with running_service("inference", build_inference, settings) as runtime:
         first = events_pb2.ModelUpdated(meta=new_meta("t_a", "registry", "m1"), model_id="mdl_1",
                                         alias="production", version=1, action="promote")
         second = events_pb2.ModelUpdated(meta=new_meta("t_a", "registry", "m2"), model_id="mdl_1",
@@ -135,10 +139,14 @@ async def test_inference_follows_alias_moves_once_and_ignores_stale_events(nats_
         await publish_twice(nats_url, MODEL_UPDATED, second)
         await publish_twice(nats_url, MODEL_UPDATED, first)  # arrives late: must not move production back
         await eventually(lambda: _consumer_idle(nats_url, MODEL_UPDATED.stream, "inference-routes"))
-        assert await runtime.state.version_for("t_a", "mdl_1", "production") == 2
+        assert await runtime.state.routes.version_for("t_a", "mdl_1", "production") == 2
         async with channel(f"127.0.0.1:{runtime.port}") as ch:
             stub = inference_pb2_grpc.InferenceServiceStub(ch)
-            await _expect_unimplemented(stub.Caption(inference_pb2.CaptionRequest(caller=caller("t_a"))), "caption")
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.Caption(inference_pb2.CaptionRequest(caller=caller("t_a")))
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert "caption: no model runtime is configured" in (err.value.details() or "")
+            assert "no-model" in (err.value.details() or "")
             loaded = await stub.ListLoaded(inference_pb2.ListLoadedRequest())
             assert list(loaded.adapters) == []
 

@@ -49,6 +49,33 @@ class SkillOutput:
     output_tokens: int = 0
 
 
+class AdapterLoadError(RuntimeError):
+    """An adapter that cannot be put on the runtime's base (bad files, another architecture)."""
+
+
+class TextStream:
+    """What `stream` returns: an async iterator of text pieces whose `output` (the whole answer
+    with its token counts, for usage) is set once the pieces are exhausted.
+
+    A runtime may return any async iterator of str instead; the service then bills the streamed
+    text without token counts. Closing it early (`aclose`) stops the generation."""
+
+    def __init__(self, pieces: AsyncIterator[str]) -> None:
+        self._pieces = pieces
+        self.output: SkillOutput | None = None
+
+    def __aiter__(self) -> TextStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._pieces.__anext__()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._pieces, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 @dataclass(frozen=True)
 class LoadedAdapter:
     sha256: str
@@ -65,7 +92,8 @@ class ModelRuntime(Protocol):
         """Answer one call. Concurrent calls are allowed; runtimes batch them where they can."""
 
     def stream(self, call: SkillCall) -> AsyncIterator[str]:
-        """Yield the generated text in pieces (caption, query, chat)."""
+        """Yield the generated text in pieces (caption, query, chat); their concatenation equals
+        `run(call).text`. Return a `TextStream` to report token counts."""
 
     async def load_adapter(self, adapter: AdapterRef) -> None:
         """Make `adapter` resident now (hot-swap ahead of the first request)."""

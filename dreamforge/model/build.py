@@ -1,0 +1,286 @@
+"""Build the default model: train a tiny Idefics3 (SmolVLM architecture) from scratch on the synthetic world.
+
+Training has two stages, both reproducible from the seed (model init, training images and tasks):
+
+1. vision warm-up: the vision tower alone learns dense per-patch targets (`dreamforge.model.aux`);
+2. the whole model learns the four skills by teacher forcing on multi-turn conversations (one image,
+   several user/assistant turns), loss on the answer tokens only, with the dense loss kept as an auxiliary.
+
+Step counts come from the time budget through a fixed calibration (`steps_for_budget`), so the same seed
+and budget give the same run on the same device; a hard deadline stops early on a machine much slower than
+the calibration (logged, and written to the card). The result is saved with `save_pretrained` (model,
+processor, tokenizer), plus `eval.json` (held-out figures) and `README.md` (a model card).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dreamforge.model.arch import DEFAULT_SPEC, ModelSpec, build_config, build_model, build_processor
+from dreamforge.model.aux import AuxHead, alignment_loss, aux_loss, word_ids
+from dreamforge.model.data import IGNORE, training_batch
+from dreamforge.model.tokenizer import build_tokenizer
+from dreamforge.world import DEFAULT_MIX, Sample, get_sample
+
+# Seconds per step measured on the reference CPU (2 cores, torch threads = 2) for the default spec and batch.
+CALIBRATION = {"vision_step_s": 0.25, "step_s": 0.75}
+VISION_SHARE = 0.12  # share of the budget spent on the vision warm-up
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    spec: ModelSpec = DEFAULT_SPEC
+    vision_steps: int = 400
+    steps: int = 2000
+    batch_size: int = 16
+    vision_batch_size: int = 32
+    turns: int = 6
+    lr: float = 2e-3
+    vision_lr: float = 2e-3
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.05
+    warmup: int = 100
+    aux_weight: float = 0.5
+    align_weight: float = 0.0
+    autocast: bool = False
+    grad_clip: float = 1.0
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    threads: int = 2
+    device: str | None = None
+    deadline_s: float | None = None
+    log_every: int = 50
+
+
+def steps_for_budget(minutes: float, cfg: TrainConfig | None = None) -> tuple[int, int]:
+    """(vision warm-up steps, main steps) that fit `minutes` on the reference CPU."""
+    total = minutes * 60 * 0.9  # keep a margin for saving and the final evaluation
+    vision = int(total * VISION_SHARE / CALIBRATION["vision_step_s"])
+    main = int(total * (1 - VISION_SHARE) / CALIBRATION["step_s"])
+    return max(vision, 10), max(main, 10)
+
+
+def _lr(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    frac = (step - warmup) / max(total - warmup, 1)
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+class _Stream:
+    """The training stream: train-split samples from a seed-dependent offset, tasks drawn with its own rng."""
+
+    def __init__(self, seed: int, image_size: int) -> None:
+        self.next_index = (seed % 20) * 50_000_000
+        self.rng = np.random.default_rng([seed, 1])
+        self.image_size = image_size
+
+    def samples(self, n: int) -> list[Sample]:
+        out = [get_sample("train", self.next_index + i, self.image_size) for i in range(n)]
+        self.next_index += n
+        return out
+
+
+def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
+    """Train `model` in place; returns the history (losses, steps, seconds, stopped_early)."""
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device).train()
+    spec = cfg.spec
+    grid = spec.image_size // spec.patch_size
+    head = AuxHead(spec.vision_hidden).to(device)
+    stream = _Stream(cfg.seed, spec.image_size)
+    captured: dict[str, torch.Tensor] = {}
+    hooks = [
+        model.model.vision_model.post_layernorm.register_forward_hook(lambda m, i, o: captured.__setitem__("v", o)),
+        model.model.connector.register_forward_hook(lambda m, i, o: captured.__setitem__("c", o)),
+    ]
+    classes = word_ids(processor.tokenizer)
+    token_grid = grid // spec.scale_factor
+    history: dict = {"vision_loss": [], "loss": [], "aux_loss": [], "stopped_early": False}
+    t0 = time.time()
+
+    def over_deadline() -> bool:
+        return cfg.deadline_s is not None and time.time() - t0 > cfg.deadline_s
+
+    # Stage 1: vision warm-up (vision tower + auxiliary head only).
+    vision = model.model.vision_model
+    params = list(vision.parameters()) + list(head.parameters())
+    if cfg.align_weight:
+        params += list(model.model.connector.parameters()) + [model.get_input_embeddings().weight]
+    opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    for step in range(cfg.vision_steps):
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg.vision_steps, cfg.vision_lr, min(cfg.warmup, cfg.vision_steps // 5), 0.3)
+        samples = stream.samples(cfg.vision_batch_size)
+        batch = processor.image_processor([[s.image] for s in samples], return_tensors="pt")
+        pixels = batch["pixel_values"][:, 0].to(device)
+        features = vision(pixel_values=pixels).last_hidden_state
+        loss = aux_loss(head, features, samples, grid)
+        if cfg.align_weight:
+            emb = model.get_input_embeddings().weight
+            loss = loss + alignment_loss(model.model.connector(features), emb, classes, samples, token_grid)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        history["vision_loss"].append(loss.item())
+        if (step + 1) % cfg.log_every == 0:
+            log(
+                f"vision step {step + 1}/{cfg.vision_steps} loss {np.mean(history['vision_loss'][-cfg.log_every :]):.3f}"
+            )
+        if over_deadline():
+            history["stopped_early"] = True
+            break
+    history["vision_seconds"] = round(time.time() - t0, 1)
+
+    # Stage 2: the whole model on the skills, with the dense loss as an auxiliary.
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+    t1 = time.time()
+    for step in range(cfg.steps):
+        if history["stopped_early"]:
+            break
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
+        samples = stream.samples(cfg.batch_size)
+        convs = [s.training_tasks(stream.rng, cfg.turns, cfg.mix) for s in samples]
+        batch = training_batch(processor, [s.image for s in samples], convs).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
+            out = model(**batch)
+        loss = out.loss
+        history["loss"].append(loss.item())
+        if cfg.aux_weight:
+            aux = aux_loss(head, captured["v"], samples, grid)
+            history["aux_loss"].append(aux.item())
+            loss = loss + cfg.aux_weight * aux
+        if cfg.align_weight:
+            emb = model.get_input_embeddings().weight
+            align = alignment_loss(captured["c"], emb, classes, samples, token_grid)
+            history.setdefault("align_loss", []).append(align.item())
+            loss = loss + cfg.align_weight * align
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if (step + 1) % cfg.log_every == 0:
+            n = cfg.log_every
+            log(
+                f"step {step + 1}/{cfg.steps} loss {np.mean(history['loss'][-n:]):.4f} "
+                f"aux {np.mean(history['aux_loss'][-n:]) if history['aux_loss'] else 0:.3f} "
+                f"align {np.mean(history.get('align_loss', [0])[-n:]):.3f} "
+                f"{time.time() - t1:.0f}s"
+            )
+        if over_deadline():
+            history["stopped_early"] = True
+            log(f"deadline reached after {step + 1} steps; stopping early")
+    for h in hooks:
+        h.remove()
+    model.eval()
+    history.update(steps_done=len(history["loss"]), seconds=round(time.time() - t0, 1))
+    history["images_seen"] = stream.next_index - (cfg.seed % 20) * 50_000_000
+    return history
+
+
+@torch.no_grad()
+def teacher_forced_accuracy(model, processor, split: str = "validation", n: int = 100) -> dict[str, float]:
+    """Share of evaluation tasks whose whole answer is the argmax under teacher forcing (equal to greedy
+    exact match), per skill; cheap enough to watch during training."""
+    device = next(model.parameters()).device
+    size = processor.image_processor.max_image_size["longest_edge"]
+    hits: dict[str, list[bool]] = {}
+    items = [(s, t) for s in (get_sample(split, i, size) for i in range(n)) for t in s.eval_tasks()]
+    was_training = model.training
+    model.eval()
+    for b in range(0, len(items), 64):
+        chunk = items[b : b + 64]
+        batch = training_batch(processor, [s.image for s, _ in chunk], [[t] for _, t in chunk]).to(device)
+        labels = batch.pop("labels")
+        pred = model(**batch).logits[:, :-1].argmax(-1)
+        lab = labels[:, 1:]
+        for r, (_, t) in enumerate(chunk):
+            m = lab[r] != IGNORE
+            hits.setdefault(t.skill, []).append(bool((pred[r][m] == lab[r][m]).all()))
+    model.train(was_training)
+    return {k: round(float(np.mean(v)), 4) for k, v in sorted(hits.items())}
+
+
+def build_default_model(
+    out_dir: str | Path,
+    seed: int = 0,
+    budget_minutes: float = 30,
+    spec: ModelSpec = DEFAULT_SPEC,
+    eval_n: int = 500,
+    device: str | None = None,
+    threads: int = 2,
+    log: Callable[[str], None] = print,
+    **overrides,
+) -> dict:
+    """Train the default model within about `budget_minutes`, save it to `out_dir`, evaluate it on the
+    held-out test split (`eval_n` images; 0 skips) and write `eval.json` and `README.md`. Returns eval.json's
+    content. `overrides` set TrainConfig fields (steps, vision_steps, batch_size, lr, ...)."""
+    from dreamforge.model.evaluate import evaluate
+    from dreamforge.model.skills import Skills
+
+    torch.set_num_threads(threads)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    vision_steps, steps = steps_for_budget(budget_minutes)
+    cfg = TrainConfig(seed=seed, spec=spec, vision_steps=vision_steps, steps=steps, threads=threads, device=device)
+    cfg = replace(cfg, deadline_s=budget_minutes * 60 * 1.1, **overrides)
+    tokenizer = build_tokenizer()
+    processor = build_processor(spec, tokenizer)
+    model = build_model(build_config(spec, tokenizer), seed)
+    log(f"building default model: {sum(p.numel() for p in model.parameters()):,} parameters, {cfg}")
+    history = train(model, processor, cfg, log)
+    model.to("cpu")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    train_seconds = history["seconds"]
+    report: dict = {
+        "seed": seed,
+        "budget_minutes": budget_minutes,
+        "train_seconds": train_seconds,
+        "device": str(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")),
+        "threads": threads,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "checkpoint_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file()),
+        "spec": spec.as_dict(),
+        "train_config": {k: v for k, v in asdict(cfg).items() if k != "spec"},
+        "history": {
+            "steps_done": history["steps_done"],
+            "images_seen": history["images_seen"],
+            "stopped_early": history["stopped_early"],
+            "vision_seconds": history["vision_seconds"],
+            "first_loss": round(float(np.mean(history["loss"][:20])), 4) if history["loss"] else None,
+            "final_loss": round(float(np.mean(history["loss"][-50:])), 4) if history["loss"] else None,
+            "loss_curve": [
+                round(float(np.mean(history["loss"][i : i + 50])), 4) for i in range(0, len(history["loss"]), 50)
+            ],
+        },
+    }
+    if eval_n:
+        skills = Skills(model.to(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")), processor)
+        report["test"] = evaluate(skills, split="test", n=eval_n, progress=log)
+    report["total_seconds"] = round(time.time() - t0, 1)
+    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    from dreamforge.model.card import write_card
+
+    write_card(out, report)
+    log(f"saved to {out} ({report['checkpoint_bytes'] / 1e6:.1f} MB) in {report['total_seconds']:.0f}s")
+    return report

@@ -1,0 +1,156 @@
+"""The four skills (caption, query, detect, point) on a loaded (model, processor) pair.
+
+This is what the inference service calls. Prompts are the world's (`dreamforge.world.tasks`), so the
+default model answers in exactly the format it was trained on; decoding is greedy; detect and point parse
+the generated text into normalised boxes / points and return `[]` for anything malformed. The same code
+runs a real SmolVLM checkpoint from a local directory (it will answer in prose, so detect/point usually
+come back empty there).
+
+    skills = Skills.from_pretrained("/tmp/dreamforge-model/default")
+    skills.caption(image, "short"); skills.query(image, "how many circles are there?")
+    skills.detect(image, "red circle")  # [(x_min, y_min, x_max, y_max), ...]
+    skills.point(image, "red circle")   # [(x, y), ...]
+    for piece in skills.stream_query(image, "what colour is the star?"): ...
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor, TextIteratorStreamer
+
+from dreamforge.model.data import chat_prompt
+from dreamforge.world import (
+    CAPTION_LENGTHS,
+    Box,
+    Point,
+    caption_prompt,
+    detect_prompt,
+    parse_boxes,
+    parse_points,
+    point_prompt,
+)
+
+MAX_NEW_TOKENS = {"caption": 128, "query": 16, "detect": 48, "point": 32}
+
+
+def pick_device(device: str | None = None) -> str:
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load(path: str | Path, device: str | None = None, dtype: torch.dtype | None = None):
+    """(model, processor) from a local Hugging Face directory: the default model or a real SmolVLM."""
+    device = pick_device(device)
+    model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype or torch.float32)
+    processor = AutoProcessor.from_pretrained(str(path))
+    return model.to(device).eval(), processor
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+class Skills:
+    """Skills over one model. Thread-compatible for reads; one generation at a time per instance is safe."""
+
+    def __init__(self, model, processor) -> None:
+        self.model, self.processor = model, processor
+        tok = processor.tokenizer
+        self.eos_ids = [i for i in {model.generation_config.eos_token_id, tok.eos_token_id} if isinstance(i, int)]
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | None = None) -> Skills:
+        return cls(*load(path, device))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- generation ---------------------------------------------------------------------------------
+    def _inputs(self, images: Sequence[Image.Image], prompts: Sequence[str]):
+        tok = self.processor.tokenizer
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            texts = [chat_prompt(self.processor, p) for p in prompts]
+            batch = self.processor(text=texts, images=[[_rgb(im)] for im in images], return_tensors="pt", padding=True)
+        finally:
+            tok.padding_side = side
+        return batch.to(self.device)
+
+    def _gen_kwargs(self, max_new_tokens: int) -> dict:
+        return {
+            "max_new_tokens": max_new_tokens,
+            "do_sample": False,
+            "eos_token_id": self.eos_ids,
+            "pad_token_id": self.pad_id,
+        }
+
+    @torch.inference_mode()
+    def generate(self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int = 64) -> list[str]:
+        """Greedy answers for a batch of (image, prompt) pairs (left-padded)."""
+        if not images:
+            return []
+        batch = self._inputs(images, prompts)
+        out = self.model.generate(**batch, **self._gen_kwargs(max_new_tokens))
+        new = out[:, batch["input_ids"].shape[1] :]
+        return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)]
+
+    def stream(self, image: Image.Image, prompt: str, max_new_tokens: int = 64) -> Iterator[str]:
+        """Yield the answer in pieces as it is generated (their concatenation is the full answer)."""
+        batch = self._inputs([image], [prompt])
+        streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.inference_mode():
+                    self.model.generate(**batch, streamer=streamer, **self._gen_kwargs(max_new_tokens))
+            except BaseException as exc:  # surfaced to the consumer below
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        first = True
+        for piece in streamer:
+            if first:
+                piece, first = piece.lstrip(), not piece.strip()
+            if piece:
+                yield piece
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    # -- skills -------------------------------------------------------------------------------------
+    def caption(self, image: Image.Image, length: str = "normal") -> str:
+        return self.generate([image], [caption_prompt(_length(length))], MAX_NEW_TOKENS["caption"])[0]
+
+    def stream_caption(self, image: Image.Image, length: str = "normal") -> Iterator[str]:
+        return self.stream(image, caption_prompt(_length(length)), MAX_NEW_TOKENS["caption"])
+
+    def query(self, image: Image.Image, question: str) -> str:
+        return self.generate([image], [question.strip()], MAX_NEW_TOKENS["query"])[0]
+
+    def stream_query(self, image: Image.Image, question: str) -> Iterator[str]:
+        return self.stream(image, question.strip(), MAX_NEW_TOKENS["query"])
+
+    def detect(self, image: Image.Image, obj: str) -> list[Box]:
+        return parse_boxes(self.generate([image], [detect_prompt(_object(obj))], MAX_NEW_TOKENS["detect"])[0])
+
+    def point(self, image: Image.Image, obj: str) -> list[Point]:
+        return parse_points(self.generate([image], [point_prompt(_object(obj))], MAX_NEW_TOKENS["point"])[0])
+
+
+def _length(length: str) -> str:
+    if length not in CAPTION_LENGTHS:
+        raise ValueError(f"caption length must be one of {CAPTION_LENGTHS}, not {length!r}")
+    return length
+
+
+def _object(obj: str) -> str:
+    return " ".join(obj.lower().strip().rstrip(".").split())

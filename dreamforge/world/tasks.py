@@ -1,0 +1,224 @@
+"""Ground truth for every skill, derived from a scene's objects, and the text formats shared with the model.
+
+Formats (the model generates exactly these; `parse_boxes` / `parse_points` read them back):
+
+- a coordinate is a normalised number with two decimals, `0.37`;
+- a box is `x_min y_min x_max y_max`, a point is `x y`;
+- several boxes or points are joined with `, ` in left-to-right order; nothing found is `none`.
+
+Prompts (the user turn after the image) are built by `caption_prompt`, `detect_prompt` and `point_prompt`;
+a query's prompt is the question itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from dreamforge.world.scene import COLOURS, PLURALS, SHAPES, Box, Point, WorldObject
+
+CAPTION_LENGTHS: tuple[str, ...] = ("short", "normal", "long")
+QUESTION_TYPES: tuple[str, ...] = ("colour", "shape", "count", "position", "existence", "comparison", "size")
+NUMBER_WORDS = ("no", "a", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+POSITION_MARGIN = 0.08  # position questions are asked only when the centre is this far from the midline
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class QA:
+    qtype: str
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Task:
+    """One supervised turn: `skill` is caption / query / detect / point; `kind` a caption length,
+    question type or `present` / `absent` for detect and point."""
+
+    skill: str
+    kind: str
+    prompt: str
+    answer: str
+
+
+def caption_prompt(length: str) -> str:
+    return {
+        "short": "describe the image briefly.",
+        "normal": "describe the image.",
+        "long": "describe the image in detail.",
+    }[length]
+
+
+def detect_prompt(name: str) -> str:
+    return f"detect {name}."
+
+
+def point_prompt(name: str) -> str:
+    return f"point at {name}."
+
+
+def fmt(v: float) -> str:
+    return f"{min(max(v, 0.0), 1.0):.2f}"
+
+
+def format_boxes(boxes: list[Box]) -> str:
+    return ", ".join(" ".join(fmt(v) for v in b) for b in boxes) if boxes else NONE
+
+
+def format_points(points: list[Point]) -> str:
+    return ", ".join(f"{fmt(x)} {fmt(y)}" for x, y in points) if points else NONE
+
+
+_NUM = re.compile(r"^(?:0(?:\.\d+)?|1(?:\.0+)?|\.\d+)$")
+
+
+def _groups(text: str, arity: int) -> list[tuple[float, ...]]:
+    out: list[tuple[float, ...]] = []
+    for chunk in (text or "").strip().rstrip(".").split(","):
+        parts = chunk.split()
+        if len(parts) != arity or not all(_NUM.match(p) for p in parts):
+            continue
+        out.append(tuple(float(p) for p in parts))
+    return out
+
+
+def parse_boxes(text: str) -> list[Box]:
+    """Boxes in `text`; malformed groups and degenerate boxes are dropped, never raised on."""
+    return [(a, b, c, d) for a, b, c, d in _groups(text, 4) if c > a and d > b]
+
+
+def parse_points(text: str) -> list[Point]:
+    return [(a, b) for a, b in _groups(text, 2)]
+
+
+def article(phrase: str) -> str:
+    """`phrase` with its indefinite article: `a red circle`, `an orange star`."""
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def count_phrase(n: int, singular: str, plural: str) -> str:
+    if n == 1:
+        return article(singular)
+    return f"{NUMBER_WORDS[n]} {plural}" if n < len(NUMBER_WORDS) else f"{n} {plural}"
+
+
+def join_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def position_phrase(x: float, y: float) -> str:
+    col = "left" if x < 1 / 3 else ("right" if x > 2 / 3 else "")
+    row = "top" if y < 1 / 3 else ("bottom" if y > 2 / 3 else "")
+    if row and col:
+        return f"at the {row} {col}"
+    if row:
+        return f"at the {row}"
+    if col:
+        return f"on the {col}"
+    return "in the centre"
+
+
+def caption(objects: list[WorldObject], background: str, length: str = "normal") -> str:
+    """short: grouped counts; normal: every object with its size, plus the background; long: also positions."""
+    if length == "short":
+        groups = Counter(o.name for o in objects)  # insertion order = left to right
+        parts = [count_phrase(n, name, f"{name.split()[0]} {PLURALS[name.split()[1]]}") for name, n in groups.items()]
+        return join_list(parts) + "."
+    if length == "normal":
+        return join_list([article(f"{o.size} {o.name}") for o in objects]) + f" on a {background} background."
+    if length == "long":
+        n = len(objects)
+        head = f"there {'is' if n == 1 else 'are'} {count_phrase(n, 'shape', 'shapes').replace('a shape', 'one shape')}"
+        body = join_list([f"{article(o.size + ' ' + o.name)} {position_phrase(*o.centre)}" for o in objects])
+        return f"{head} on a {background} background. {body}."
+    raise ValueError(f"unknown caption length {length!r}")
+
+
+def _unique(objects: list[WorldObject], **attrs: str) -> WorldObject | None:
+    hits = [o for o in objects if all(getattr(o, k) == v for k, v in attrs.items())]
+    return hits[0] if len(hits) == 1 else None
+
+
+def questions(objects: list[WorldObject]) -> list[QA]:
+    """Every question this world asks about a scene, with its answer (a deterministic list)."""
+    qs: list[QA] = []
+    colours_here = sorted({o.colour for o in objects})
+    shapes_here = sorted({o.shape for o in objects})
+    for s in shapes_here:
+        if o := _unique(objects, shape=s):
+            qs.append(QA("colour", f"what colour is the {s}?", o.colour))
+        for size in ("small", "large"):
+            if (o := _unique(objects, shape=s, size=size)) and not _unique(objects, shape=s):
+                qs.append(QA("colour", f"what colour is the {size} {s}?", o.colour))
+    for c in colours_here:
+        if o := _unique(objects, colour=c):
+            qs.append(QA("shape", f"what shape is the {c} object?", o.shape))
+        for size in ("small", "large"):
+            if (o := _unique(objects, colour=c, size=size)) and not _unique(objects, colour=c):
+                qs.append(QA("shape", f"what shape is the {size} {c} object?", o.shape))
+    qs.append(QA("count", "how many shapes are there?", str(len(objects))))
+    for s in SHAPES:
+        qs.append(QA("count", f"how many {PLURALS[s]} are there?", str(sum(o.shape == s for o in objects))))
+    for c in COLOURS:
+        qs.append(QA("count", f"how many {c} shapes are there?", str(sum(o.colour == c for o in objects))))
+    for c in colours_here:
+        for s in shapes_here:
+            n = sum(o.colour == c and o.shape == s for o in objects)
+            if n:
+                qs.append(QA("count", f"how many {c} {PLURALS[s]} are there?", str(n)))
+    for o in objects:
+        refs = [o.name] if _unique(objects, colour=o.colour, shape=o.shape) else []
+        if _unique(objects, shape=o.shape):
+            refs.append(o.shape)
+        x, y = o.centre
+        for ref in refs:
+            if abs(x - 0.5) >= POSITION_MARGIN:
+                qs.append(QA("position", f"is the {ref} on the left or on the right?", "left" if x < 0.5 else "right"))
+            if abs(y - 0.5) >= POSITION_MARGIN:
+                qs.append(QA("position", f"is the {ref} at the top or at the bottom?", "top" if y < 0.5 else "bottom"))
+        if o.name in refs:
+            qs.append(QA("size", f"is the {o.name} small or large?", o.size))
+    for c in COLOURS:
+        for s in SHAPES:
+            present = any(o.colour == c and o.shape == s for o in objects)
+            qs.append(QA("existence", f"is there {article(c + ' ' + s)}?", "yes" if present else "no"))
+    for s in SHAPES:
+        qs.append(QA("existence", f"is there {article(s)}?", "yes" if s in shapes_here else "no"))
+    for a in SHAPES:
+        for b in SHAPES:
+            na, nb = sum(o.shape == a for o in objects), sum(o.shape == b for o in objects)
+            if a != b and (na or nb):
+                qs.append(
+                    QA("comparison", f"are there more {PLURALS[a]} than {PLURALS[b]}?", "yes" if na > nb else "no")
+                )
+    for a in COLOURS:
+        for b in COLOURS:
+            na, nb = sum(o.colour == a for o in objects), sum(o.colour == b for o in objects)
+            if a != b and (na or nb):
+                qs.append(QA("comparison", f"are there more {a} shapes than {b} shapes?", "yes" if na > nb else "no"))
+    return qs
+
+
+def detect_targets(objects: list[WorldObject]) -> dict[str, list[Box]]:
+    """Boxes per object name present (`circle`, `red circle`), left to right."""
+    out: dict[str, list[Box]] = {}
+    for o in objects:
+        out.setdefault(o.shape, []).append(o.box)
+        out.setdefault(o.name, []).append(o.box)
+    return out
+
+
+def point_targets(objects: list[WorldObject]) -> dict[str, list[Point]]:
+    """Centre points per object name present, left to right."""
+    return {
+        name: [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in boxes] for name, boxes in detect_targets(objects).items()
+    }
+
+
+def absent_names(objects: list[WorldObject]) -> list[str]:
+    """Object names (shape, colour shape) not in the scene: detect/point must answer `none` for them."""
+    names = {o.name for o in objects} | {o.shape for o in objects}
+    everything = list(SHAPES) + [f"{c} {s}" for c in COLOURS for s in SHAPES]
+    return [n for n in everything if n not in names]

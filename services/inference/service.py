@@ -1,0 +1,169 @@
+"""The inference service's logic, independent of gRPC: resolve, load, run, record.
+
+Per request: the checked request (validation.py) names a model reference; the resolver
+turns it into a route (model, version, base checkpoint, adapter sha); the pool gives the
+base's runtime; the adapter files are fetched once per sha; the runtime answers (batched
+with concurrent calls); then `inference.completed` + `usage.recorded` go into the outbox
+in one transaction and the answer is returned.
+
+Hot swap: `on_model_updated` (from the durable `model.updated` consumer and a per-replica
+core subscription) clears the tenant's cached resolutions at once, so the next request
+resolves to the new version, and prefetches that version's adapter onto its runtime in the
+background, so the first request after a promotion does not pay for fetching or loading it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+from dreamforge.grpcio import FailedPrecondition, ServiceError
+from dreamforge.v1 import common_pb2, events_pb2, inference_pb2
+from services.inference.artifacts import AdapterFiles
+from services.inference.pool import RuntimePool
+from services.inference.resolver import Resolver, Route
+from services.inference.runtime.base import AdapterLoadError, AdapterRef, ModelRuntime, SkillCall, SkillOutput
+from services.inference.served import Served, ServedEvents
+from services.inference.settings import InferenceSettings
+from services.inference.validation import Limits, Prepared
+
+log = logging.getLogger("dreamforge.inference")
+PREFETCH_MAX_AGE_S = 120.0
+
+
+class InferenceService:
+    def __init__(self, settings: InferenceSettings, resolver: Resolver, adapters: AdapterFiles, pool: RuntimePool,
+                 events: ServedEvents) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.adapters = adapters
+        self.pool = pool
+        self.events = events
+        self.limits = Limits(settings.max_image_bytes, settings.max_image_pixels)
+        self._adapter_names: dict[str, tuple[str, int]] = {}  # sha -> (model_id, version), for ListLoaded
+        self._prefetches: set[asyncio.Task[None]] = set()
+        self._seen_events: OrderedDict[str, None] = OrderedDict()
+        #: Warm adapters on promotion (off when no model can be served at all).
+        self.prefetch = True
+
+    # -- requests ---------------------------------------------------------------------------
+    async def answer(self, request: Prepared) -> inference_pb2.SkillResponse:
+        started = time.perf_counter()
+        route, runtime, call = await self._plan(request)
+        try:
+            output = await runtime.run(call)
+        except ServiceError:
+            raise
+        except Exception as exc:
+            raise _model_failure(exc) from exc
+        return await self._finish(request, route, output, started)
+
+    async def stream(self, request: Prepared) -> AsyncIterator[inference_pb2.TextChunk]:
+        """Text chunks as generated, then one completed chunk with the whole response."""
+        started = time.perf_counter()
+        route, runtime, call = await self._plan(request)
+        pieces = runtime.stream(call)
+        texts: list[str] = []
+        try:
+            async for piece in pieces:
+                texts.append(piece)
+                yield inference_pb2.TextChunk(text=piece)
+        except ServiceError:
+            raise
+        except Exception as exc:
+            raise _model_failure(exc) from exc
+        finally:
+            aclose = getattr(pieces, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        output = getattr(pieces, "output", None) or SkillOutput(text="".join(texts))
+        response = await self._finish(request, route, output, started)
+        yield inference_pb2.TextChunk(completed=True, final=response)
+
+    async def _plan(self, request: Prepared) -> tuple[Route, ModelRuntime, SkillCall]:
+        route = await self.resolver.resolve(request.caller, request.reference)
+        runtime = await self.pool.get(route.base_checkpoint)
+        adapter = await self._adapter(request.caller, route)
+        call = SkillCall(skill=request.skill, image=request.image.image, text=request.text, adapter=adapter,
+                         max_new_tokens=request.max_new_tokens)
+        return route, runtime, call
+
+    async def _adapter(self, caller: common_pb2.Caller, route: Route) -> AdapterRef | None:
+        if not route.artifact_sha256:
+            return None
+        adapter = await self.adapters.ensure(caller, route)
+        self._adapter_names[adapter.sha256] = (route.model_id, route.version)
+        return adapter
+
+    async def _finish(self, request: Prepared, route: Route, output: SkillOutput,
+                      started: float) -> inference_pb2.SkillResponse:
+        latency_ms = (time.perf_counter() - started) * 1000
+        await self.events.record(Served(request, route, output, latency_ms))
+        return inference_pb2.SkillResponse(
+            request_id=request.request_id, text=output.text,
+            objects=[inference_pb2.Box(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3]) for b in output.boxes],
+            points=[inference_pb2.Point(x=p[0], y=p[1]) for p in output.points],
+            model_id=route.model_id, version=route.version, alias=route.alias, latency_ms=latency_ms,
+            input_tokens=output.input_tokens, output_tokens=output.output_tokens)
+
+    # -- hot swap ---------------------------------------------------------------------------
+    def on_model_updated(self, event: events_pb2.ModelUpdated) -> None:
+        """An alias or preview moved: forget the tenant's resolutions, warm the new adapter.
+
+        Called twice per event (durable consumer + core subscription): the prefetch runs once.
+        Old events (a replay after a restart) only invalidate: warming every adapter a tenant
+        ever promoted would be a start-up storm."""
+        tenant = event.meta.tenant_id
+        self.resolver.invalidate(tenant)
+        if event.meta.event_id in self._seen_events:
+            return
+        self._seen_events[event.meta.event_id] = None
+        while len(self._seen_events) > 1000:
+            self._seen_events.popitem(last=False)
+        age_s = time.time() - event.meta.occurred_at.ToMicroseconds() / 1e6
+        if self.prefetch and event.version > 0 and event.action != "delete" and event.artifact_sha256 \
+                and age_s < PREFETCH_MAX_AGE_S:
+            task = asyncio.create_task(self._prefetch(tenant, event.model_id, event.alias))
+            self._prefetches.add(task)
+            task.add_done_callback(self._prefetches.discard)
+
+    async def _prefetch(self, tenant: str, model_id: str, alias: str) -> None:
+        caller = common_pb2.Caller(tenant_id=tenant, key_id="inference")
+        try:
+            route = await self.resolver.resolve(caller, f"{model_id}@{alias}", fresh=True)
+            adapter = await self._adapter(caller, route)
+            if adapter is not None:
+                runtime = await self.pool.get(route.base_checkpoint)
+                await runtime.load_adapter(adapter)
+                log.info("adapter prefetched", extra={"tenant_id": tenant, "model_id": model_id, "alias": alias,
+                                                      "version": route.version})
+        except Exception as exc:  # a request will load it (and report the problem) instead
+            log.warning("adapter prefetch failed", extra={"tenant_id": tenant, "model_id": model_id,
+                                                          "alias": alias, "error": repr(exc)})
+
+    # -- introspection / lifecycle -------------------------------------------------------------
+    async def list_loaded(self) -> inference_pb2.ListLoadedResponse:
+        adapters = []
+        for runtime in self.pool.loaded():
+            for loaded in await runtime.loaded_adapters():
+                model_id, version = self._adapter_names.get(loaded.sha256, ("", 0))
+                adapters.append(inference_pb2.LoadedAdapter(model_id=model_id, version=version,
+                                                            memory_bytes=loaded.memory_bytes))
+        return inference_pb2.ListLoadedResponse(adapters=adapters,
+                                                memory_budget_bytes=self.settings.adapter_memory_budget_bytes)
+
+    async def close(self) -> None:
+        for task in list(self._prefetches):
+            task.cancel()
+        await asyncio.gather(*self._prefetches, return_exceptions=True)
+        await self.pool.close()
+
+
+def _model_failure(exc: Exception) -> ServiceError:
+    if isinstance(exc, AdapterLoadError):
+        return FailedPrecondition(str(exc))
+    log.error("model call failed", exc_info=exc)
+    return ServiceError(f"the model failed to answer: {type(exc).__name__}: {exc}")

@@ -1,0 +1,77 @@
+"""Skills output parsing and the evaluation metrics, driven by scripted model outputs (no training)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+from dreamforge.model.evaluate import caption_mentions, evaluate, iou, match_boxes, point_hits  # noqa: E402
+from dreamforge.model.skills import Skills  # noqa: E402
+from dreamforge.world import get_sample  # noqa: E402
+from dreamforge.world.tasks import caption_prompt, detect_prompt, point_prompt  # noqa: E402
+
+
+class _Processor:
+    class image_processor:  # noqa: N801 - mimics the attribute layout of a real processor
+        max_image_size = {"longest_edge": 96}
+
+
+class Scripted(Skills):
+    """Skills whose generation is a function of (sample index, prompt) instead of a network."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.processor = _Processor()
+
+    def generate(self, images, prompts, max_new_tokens=64):
+        return [self.answer(im, p) for im, p in zip(images, prompts, strict=True)]
+
+
+def _oracle(n: int):
+    truth = {}
+    for i in range(n):
+        s = get_sample("test", i)
+        for t in s.eval_tasks():
+            truth[(s.image.tobytes(), t.prompt)] = t.answer
+    return lambda im, p: truth[(im.tobytes(), p)]
+
+
+def test_oracle_scores_full_marks_and_garbage_scores_zero() -> None:
+    perfect = evaluate(Scripted(_oracle(12)), split="test", n=12)
+    assert perfect["query_em"] == 1.0 and perfect["caption_content"] == 1.0 and perfect["caption_counts"] == 1.0
+    assert perfect["detect_miou"] > 0.93 and perfect["detect_f1"] == 1.0  # two-decimal rounding only
+    assert perfect["point_hit_rate"] == 1.0 and perfect["point_precision"] == 1.0
+    assert all(t["reached"] for t in perfect["targets"].values())
+    junk = evaluate(Scripted(lambda im, p: "<unk> 0.5 , , 1.7 banana"), split="test", n=12)
+    assert junk["query_em"] == 0.0 and junk["caption_content"] == 0.0
+    assert junk["detect_miou"] == 0.0 and junk["detect_f1"] == 0.0 and junk["point_hit_rate"] == 0.0
+
+
+@pytest.mark.parametrize("output", ["", "none", "0.1 0.2", "0.9 0.9 0.1 0.1", "red circle", "0.1 0.2 0.3 0.4 0.5 0.6", "…"])
+def test_malformed_detect_and_point_output_is_empty(output: str) -> None:
+    skills = Scripted(lambda im, p: output)
+    image = get_sample("test", 0).image
+    assert skills.detect(image, "red circle") == []
+    assert skills.point(image, "Red Circle.") == [] or output == "0.1 0.2"
+
+
+def test_skills_build_the_training_prompts() -> None:
+    seen: list[str] = []
+    skills = Scripted(lambda im, p: seen.append(p) or "0.10 0.20 0.30 0.40, 0.50 0.60 0.70 0.80")
+    image = get_sample("test", 0).image
+    assert skills.detect(image, "  Red   Circle ") == [(0.1, 0.2, 0.3, 0.4), (0.5, 0.6, 0.7, 0.8)]
+    assert skills.point(image, "star") == []  # four numbers per group are not points
+    skills.caption(image, "long")
+    skills.query(image, " how many stars are there? ")
+    assert seen == [detect_prompt("red circle"), point_prompt("star"), caption_prompt("long"), "how many stars are there?"]
+
+
+def test_metric_helpers() -> None:
+    assert iou((0, 0, 1, 1), (0, 0, 1, 1)) == 1.0 and iou((0, 0, 0.5, 0.5), (0.5, 0.5, 1, 1)) == 0.0
+    assert match_boxes([(0, 0, 0.5, 0.5)], [(0, 0, 0.5, 0.5), (0.6, 0.6, 0.9, 0.9)]) == [1.0, 0.0]
+    assert point_hits([(0.2, 0.2), (0.21, 0.21)], [(0.1, 0.1, 0.3, 0.3), (0.5, 0.5, 0.6, 0.6)]) == 1
+    assert caption_mentions("two red circles and a small blue square.") == {("red", "circle"): 2, ("blue", "square"): 1}
+    assert caption_mentions("there are two shapes on a noisy mint background. a large green star at the top.") == {
+        ("green", "star"): 1
+    }
