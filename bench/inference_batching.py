@@ -23,6 +23,7 @@ import asyncio
 import os
 import platform
 import shlex
+import shutil
 import sys
 import tempfile
 import time
@@ -108,6 +109,7 @@ async def main(model: Path | None, n: int) -> None:
     for runtime in runtimes.values():
         await runtime.close()
     shutdown_hosts()
+    shutil.rmtree(work, ignore_errors=True)
 
     cores = os.cpu_count()
     device = "cuda (KIND_GPU)" if gpu_visible() else "CPU (KIND_CPU)"

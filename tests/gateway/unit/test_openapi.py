@@ -21,7 +21,7 @@ OWN_503 = {("GET", "/health"): "HealthReport", ("GET", "/ready"): "Readiness"}
 
 
 @pytest.fixture(scope="module")
-def doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+async def doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     app = create_app(make_deps(Path(tmp_path_factory.mktemp("openapi"))))
     return app.openapi_schema.to_schema()  # type: ignore[no-any-return]
 
