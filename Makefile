@@ -46,8 +46,11 @@ lint: install ## ruff, mypy, and a check that generated protobuf code matches pr
 proto: install ## Regenerate dreamforge/v1 from proto/
 	$(PY) scripts/gen_proto.py
 
-bench: install ## Run the benchmarks under bench/ and print their figures
+bench: install ## Run the benchmarks under bench/ and print their figures (see bench/RESULTS.md)
 	$(PY) bench/bus_throughput.py
+	$(PY) bench/gateway_overhead.py
+	$(PY) bench/inference_latency.py
+	$(PY) bench/inference_batching.py
 
 .PHONY: triton
 triton: install ## Fetch the Triton server the triton runtime starts (pytriton wheel, ~55 MB, cached once)

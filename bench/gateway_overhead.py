@@ -1,0 +1,96 @@
+"""Gateway overhead: the bare model call next to the same request through the HTTP gateway.
+
+Same model, same requests, same run: each query is answered once by `Skills.query` in this
+process (no service, no network) and once through the whole platform started by
+`dreamforge up` machinery (HTTP → gateway auth/rate limit/validation → gRPC → inference →
+outbox events), alternating so both see the same machine load. Prints p50/p99 of each and the
+gateway's overhead at p50 (target: ≤ 15% at concurrency 1).
+
+    python bench/gateway_overhead.py [--model models/default] [--requests 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform as host
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from dreamforge.images import to_data_url
+from dreamforge.infra import free_port
+from dreamforge.settings import SERVICES, PlatformSettings
+from dreamforge.supervisor import Platform
+from dreamforge.world import get_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def main(model_dir: Path, n: int) -> None:
+    from dreamforge.model.skills import Skills
+
+    skills = Skills.from_pretrained(model_dir)
+    requests = []
+    for i in range(n):
+        sample = get_sample("test", i)
+        qa = sample.questions()[i % len(sample.questions())]
+        requests.append((sample.image, qa.question))
+    skills.query(requests[0][0], requests[0][1])  # warm-up
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["DREAMFORGE_DEFAULT_MODEL"] = str(model_dir)
+        os.environ["DREAMFORGE_RATE_LIMIT_PER_MINUTE"] = "100000"
+        os.environ["DREAMFORGE_RATE_LIMIT_BURST"] = "1000"
+        ports = {f"{s}_port": free_port() for s in SERVICES if s != "gateway"}
+        settings = PlatformSettings(
+            home=Path(tmp), nats_url=f"nats://127.0.0.1:{free_port()}", redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            gateway_http_port=free_port(), gateway_grpc_port=free_port(), **ports)
+        platform = Platform(settings, say=lambda _line: None)
+        await platform.start()
+        try:
+            admin = {"Authorization": f"Bearer {platform.admin_key()}"}
+            async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
+                tenant = (await client.post("/v1/admin/tenants", json={"name": "bench"}, headers=admin)).json()
+                key = (await client.post("/v1/admin/keys", json={"tenant_id": tenant["id"], "scopes": ["app"]},
+                                         headers=admin)).json()["key"]
+                auth = {"Authorization": f"Bearer {key}"}
+                bodies = [{"image_url": to_data_url(image), "question": q} for image, q in requests]
+                await client.post("/v1/query", json=bodies[0], headers=auth)  # warm-up
+                bare, http = [], []
+                for (image, question), body in zip(requests, bodies, strict=True):
+                    t0 = time.perf_counter()
+                    expected = skills.query(image, question)
+                    bare.append((time.perf_counter() - t0) * 1000)
+                    t0 = time.perf_counter()
+                    response = await client.post("/v1/query", json=body, headers=auth)
+                    http.append((time.perf_counter() - t0) * 1000)
+                    response.raise_for_status()
+                    assert response.json()["answer"] == expected, "gateway answer differs from the bare call"
+        finally:
+            await asyncio.to_thread(platform.stop)
+
+    p50_bare, p50_http = statistics.median(bare), statistics.median(http)
+    print(f"# Gateway overhead — {n} query requests, concurrency 1, model {model_dir.name}, "
+          f"{host.machine()}, {os.cpu_count()} cores, Python {host.python_version()}")
+    print(f"{'path':<44}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"{'bare Skills.query (in-process)':<44}{p50_bare:>10.1f}{percentile(bare, 0.99):>10.1f}")
+    print(f"{'HTTP gateway → inference (end to end)':<44}{p50_http:>10.1f}{percentile(http, 0.99):>10.1f}")
+    print(f"gateway overhead at p50: {p50_http - p50_bare:+.1f} ms ({(p50_http / p50_bare - 1) * 100:+.1f}%)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "default")
+    parser.add_argument("--requests", type=int, default=60)
+    args = parser.parse_args()
+    asyncio.run(main(args.model.resolve(), args.requests))
