@@ -10,10 +10,9 @@ Skipped until `models/default` is built (or DREAMFORGE_TEST_TRAINED_MODEL names 
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
