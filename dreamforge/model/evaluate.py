@@ -15,82 +15,21 @@ balanced), one detect and one point (85 % name an object present, 15 % one absen
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
 import numpy as np
 
-from dreamforge.world import COLOURS, PLURALS, SHAPES, SIZES, Box, Point, Sample, Task, get_sample, parse_boxes
+# The matching helpers live with the reward metrics, so evaluation and rewards judge outputs alike.
+from dreamforge.rewards.matching import caption_mentions, iou, match_boxes, normalise, point_hits
+from dreamforge.world import Sample, Task, get_sample, parse_boxes
 from dreamforge.world import parse_points as parse_world_points
-from dreamforge.world.tasks import NUMBER_WORDS
+
+__all__ = ["TARGETS", "caption_mentions", "evaluate", "iou", "match_boxes", "normalise", "point_hits", "score",
+           "summarise"]
 
 TARGETS = {"query_em": 0.90, "detect_miou": 0.70, "detect_f1": 0.90, "point_hit_rate": 0.90, "caption_content": 0.85}
-_SHAPE_OF = {**{s: s for s in SHAPES}, **{p: s for s, p in PLURALS.items()}}
-_COUNT_OF = {**{w: i for i, w in enumerate(NUMBER_WORDS)}, "an": 1, "one": 1}
-
-
-def normalise(text: str) -> str:
-    return " ".join(text.lower().strip().rstrip(".").split())
-
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def match_boxes(pred: list[Box], truth: list[Box]) -> list[float]:
-    """IoU of each true box with the prediction matched to it (greedy one-to-one, best pairs first); 0 if none."""
-    pairs = sorted(((iou(p, t), i, j) for i, p in enumerate(pred) for j, t in enumerate(truth)), reverse=True)
-    used_p: set[int] = set()
-    best = [0.0] * len(truth)
-    done: set[int] = set()
-    for v, i, j in pairs:
-        if v <= 0 or i in used_p or j in done:
-            continue
-        used_p.add(i)
-        done.add(j)
-        best[j] = v
-    return best
-
-
-def point_hits(pred: list[Point], truth: list[Box]) -> int:
-    """True boxes hit by distinct predicted points (greedy one-to-one)."""
-    used: set[int] = set()
-    hits = 0
-    for b in truth:
-        for i, (x, y) in enumerate(pred):
-            if i not in used and b[0] <= x <= b[2] and b[1] <= y <= b[3]:
-                used.add(i)
-                hits += 1
-                break
-    return hits
-
-
-def caption_mentions(text: str) -> Counter:
-    """(colour, shape) pairs a caption mentions, with counts (`two red circles` counts 2)."""
-    words = re.findall(r"[a-z]+|\d+", text.lower())
-    found: Counter = Counter()
-    for j, w in enumerate(words):
-        shape = _SHAPE_OF.get(w)
-        if shape is None:
-            continue
-        k = j - 1
-        if k >= 0 and words[k] in SIZES:
-            k -= 1
-        if k < 0 or words[k] not in COLOURS:
-            continue
-        colour = words[k]
-        count_word = words[k - 1] if k >= 1 else "a"
-        if k >= 1 and words[k - 1] in SIZES:
-            count_word = words[k - 2] if k >= 2 else "a"
-        n = _COUNT_OF.get(count_word, int(count_word) if count_word.isdigit() else 1)
-        found[(colour, shape)] += n
-    return found
 
 
 def _object_name(task: Task) -> str:
