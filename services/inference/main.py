@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 
 from dreamforge.events import MODEL_UPDATED
 from dreamforge.grpcio import channel
+from dreamforge.image_store import ImageStore
 from dreamforge.outbox import Outbox
 from dreamforge.runtime import ServiceRuntime
 from dreamforge.v1 import events_pb2, inference_pb2_grpc, registry_pb2_grpc
@@ -61,7 +62,7 @@ async def build(runtime: ServiceRuntime) -> Inference:
         Resolver(registry, ttl_s=settings.resolve_cache_s, timeout_s=settings.registry_timeout_s),
         AdapterFiles(settings.adapters_dir, registry, max_bytes=settings.max_adapter_bytes),
         RuntimePool(settings),
-        ServedEvents(runtime.db, outbox),
+        ServedEvents(runtime.db, outbox, ImageStore(settings.home / "images")),
     )
 
     async def on_model_updated(event: events_pb2.ModelUpdated, delivery: Any) -> None:

@@ -9,6 +9,7 @@ billing keep each event id once. Nothing a retry does can count twice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dreamforge.db import Database
 from dreamforge.events import INFERENCE_COMPLETED, USAGE_RECORDED, new_meta
+from dreamforge.image_store import ImageStore
 from dreamforge.outbox import Outbox
 from dreamforge.v1 import events_pb2
 from services.inference.resolver import Route
@@ -55,13 +57,20 @@ def output_json(served: Served) -> str:
 
 
 class ServedEvents:
-    def __init__(self, db: Database, outbox: Outbox) -> None:
+    def __init__(self, db: Database, outbox: Outbox, images: ImageStore | None = None) -> None:
         self.db = db
         self.outbox = outbox
+        self.images = images
+
+    async def _keep_image(self, request: Prepared) -> None:
+        """Store the image before its events exist, so every `image_ref` a consumer sees can be loaded."""
+        if self.images is not None and request.image_bytes:
+            await asyncio.to_thread(self.images.save, request.caller.tenant_id, request.image_bytes)
 
     async def record(self, served: Served) -> bool:
         """Queue both events; False when this request id was recorded before (a retry)."""
         request, route, out = served.request, served.route, served.output
+        await self._keep_image(request)
         tenant, key_id = request.caller.tenant_id, request.caller.key_id
         completed = events_pb2.InferenceCompleted(
             meta=new_meta(tenant, PRODUCER, completed_event_id(request.request_id)), request_id=request.request_id,

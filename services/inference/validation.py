@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dreamforge.grpcio import InvalidArgument
 from dreamforge.images import DecodedImage, ImageError, decode_image
@@ -46,6 +46,7 @@ class Prepared:
     text: str                  # caption length, question, object or the chat's last user message
     image: DecodedImage
     max_new_tokens: int | None = None
+    image_bytes: bytes = field(default=b"", repr=False)  # as sent: kept in the image store under image.sha256
 
 
 def caption(request: inference_pb2.CaptionRequest, limits: Limits) -> Prepared:
@@ -117,4 +118,4 @@ def _prepared(skill: Skill, request: inference_pb2.CaptionRequest | inference_pb
     except ImageError as exc:
         raise InvalidArgument(str(exc)) from None
     return Prepared(skill=skill, caller=caller, request_id=request_id, reference=request.model.reference.strip(),
-                    text=text, image=image, max_new_tokens=max_new_tokens)
+                    text=text, image=image, max_new_tokens=max_new_tokens, image_bytes=image_data)
