@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from dreamforge.v1 import common_pb2 as dreamforge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64reamforge/v1/feedback.proto\x12\rdreamforge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x64reamforge/v1/common.proto\"\xca\x01\n\x06Output\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\r\n\x05skill\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x11\n\timage_ref\x18\x06 \x01(\t\x12\x13\n\x0boutput_json\x18\x07 \x01(\t\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x10GetOutputRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\xa8\x01\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08rater_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nvalue_json\x18\x05 \x01(\t\x12\x18\n\x10other_request_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa7\x01\n\x15SubmitFeedbackRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\nvalue_json\x18\x04 \x01(\t\x12\x18\n\x10other_request_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\"z\n\x13ListFeedbackRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12(\n\x04page\x18\x03 \x01(\x0b\x32\x1a.dreamforge.v1.PageRequest\"h\n\x14ListFeedbackResponse\x12)\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x01 \x03(\x0b\x32\x17.dreamforge.v1.Feedback\x12%\n\x04page\x18\x02 \x01(\x0b\x32\x17.dreamforge.v1.PageInfo\"=\n\x14NextQueueItemRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\"2\n\tQueueItem\x12%\n\x06output\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Output\"\x84\x01\n\x0eRewardFunction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\x19SaveRewardFunctionRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x04 \x01(\t\"m\n\x1aListRewardFunctionsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12(\n\x04page\x18\x02 \x01(\x0b\x32\x1a.dreamforge.v1.PageRequest\"v\n\x1bListRewardFunctionsResponse\x12\x30\n\tfunctions\x18\x01 \x03(\x0b\x32\x1d.dreamforge.v1.RewardFunction\x12%\n\x04page\x18\x02 \x01(\x0b\x32\x17.dreamforge.v1.PageInfo\"\xb9\x01\n\x13ScoreOutputsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x1a\n\x12reward_function_id\x18\x02 \x01(\t\x12\x1f\n\x17reward_function_version\x18\x03 \x01(\x05\x12&\n\x07outputs\x18\x04 \x03(\x0b\x32\x15.dreamforge.v1.Output\x12\x16\n\x0ereference_json\x18\x05 \x01(\t\"u\n\x05Score\x12\x0e\n\x06reward\x18\x01 \x01(\x01\x12.\n\x05terms\x18\x02 \x03(\x0b\x32\x1f.dreamforge.v1.Score.TermsEntry\x1a,\n\nTermsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"<\n\x14ScoreOutputsResponse\x12$\n\x06scores\x18\x01 \x03(\x0b\x32\x14.dreamforge.v1.Score2\xf6\x04\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12O\n\x0eSubmitFeedback\x12$.dreamforge.v1.SubmitFeedbackRequest\x1a\x17.dreamforge.v1.Feedback\x12W\n\x0cListFeedback\x12\".dreamforge.v1.ListFeedbackRequest\x1a#.dreamforge.v1.ListFeedbackResponse\x12N\n\rNextQueueItem\x12#.dreamforge.v1.NextQueueItemRequest\x1a\x18.dreamforge.v1.QueueItem\x12]\n\x12SaveRewardFunction\x12(.dreamforge.v1.SaveRewardFunctionRequest\x1a\x1d.dreamforge.v1.RewardFunction\x12l\n\x13ListRewardFunctions\x12).dreamforge.v1.ListRewardFunctionsRequest\x1a*.dreamforge.v1.ListRewardFunctionsResponse\x12W\n\x0cScoreOutputs\x12\".dreamforge.v1.ScoreOutputsRequest\x1a#.dreamforge.v1.ScoreOutputsResponse\x12\x43\n\tGetOutput\x12\x1f.dreamforge.v1.GetOutputRequest\x1a\x15.dreamforge.v1.Outputb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64reamforge/v1/feedback.proto\x12\rdreamforge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x64reamforge/v1/common.proto\"\xca\x01\n\x06Output\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08model_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\r\n\x05skill\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x11\n\timage_ref\x18\x06 \x01(\t\x12\x13\n\x0boutput_json\x18\x07 \x01(\t\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"M\n\x10GetOutputRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x8e\x02\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x10\n\x08rater_id\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nvalue_json\x18\x05 \x01(\t\x12\x18\n\x10other_request_id\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x08 \x01(\t\x12\x10\n\x08revision\x18\t \x01(\x05\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\twithdrawn\x18\x0b \x01(\x08\"\xb8\x01\n\x15SubmitFeedbackRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x12\n\nvalue_json\x18\x04 \x01(\t\x12\x18\n\x10other_request_id\x18\x05 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12\x0f\n\x07\x63omment\x18\x07 \x01(\t\"\x88\x01\n\x13ListFeedbackRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12(\n\x04page\x18\x03 \x01(\x0b\x32\x1a.dreamforge.v1.PageRequest\x12\x0c\n\x04mine\x18\x04 \x01(\x08\"h\n\x14ListFeedbackResponse\x12)\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x01 \x03(\x0b\x32\x17.dreamforge.v1.Feedback\x12%\n\x04page\x18\x02 \x01(\x0b\x32\x17.dreamforge.v1.PageInfo\"o\n\x15UpdateFeedbackRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\n\n\x02id\x18\x02 \x01(\t\x12\x12\n\nvalue_json\x18\x03 \x01(\t\x12\x0f\n\x07\x63omment\x18\x04 \x01(\t\"L\n\x17WithdrawFeedbackRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\n\n\x02id\x18\x02 \x01(\t\"L\n\x14NextQueueItemRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\r\n\x05skill\x18\x02 \x01(\t\"V\n\tQueueItem\x12%\n\x06output\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Output\x12\x11\n\tremaining\x18\x02 \x01(\x05\x12\x0f\n\x07overlap\x18\x03 \x01(\x05\"<\n\x13GetAgreementRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\"\x88\x01\n\rTaskAgreement\x12\r\n\x05skill\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05level\x18\x03 \x01(\t\x12\r\n\x05\x61lpha\x18\x04 \x01(\x01\x12\r\n\x05items\x18\x05 \x01(\x05\x12\x0e\n\x06raters\x18\x06 \x01(\x05\x12\x0f\n\x07ratings\x18\x07 \x01(\x05\x12\x0c\n\x04note\x18\x08 \x01(\t\">\n\x0f\x41greementReport\x12+\n\x05tasks\x18\x01 \x03(\x0b\x32\x1c.dreamforge.v1.TaskAgreement\"\xa8\x01\n\x0eRewardFunction\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x08\x12\x12\n\ncreated_by\x18\x07 \x01(\t\"\x85\x01\n\x19SaveRewardFunctionRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\"m\n\x1aListRewardFunctionsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12(\n\x04page\x18\x02 \x01(\x0b\x32\x1a.dreamforge.v1.PageRequest\"\x80\x01\n!ListRewardFunctionVersionsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\n\n\x02id\x18\x02 \x01(\t\x12(\n\x04page\x18\x03 \x01(\x0b\x32\x1a.dreamforge.v1.PageRequest\"v\n\x1bListRewardFunctionsResponse\x12\x30\n\tfunctions\x18\x01 \x03(\x0b\x32\x1d.dreamforge.v1.RewardFunction\x12%\n\x04page\x18\x02 \x01(\x0b\x32\x17.dreamforge.v1.PageInfo\"^\n\x18GetRewardFunctionRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\"\xd2\x01\n\x13ScoreOutputsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x1a\n\x12reward_function_id\x18\x02 \x01(\t\x12\x1f\n\x17reward_function_version\x18\x03 \x01(\x05\x12&\n\x07outputs\x18\x04 \x03(\x0b\x32\x15.dreamforge.v1.Output\x12\x16\n\x0ereference_json\x18\x05 \x01(\t\x12\x17\n\x0f\x64\x65\x66inition_json\x18\x06 \x01(\t\"\x89\x01\n\x05Score\x12\x0e\n\x06reward\x18\x01 \x01(\x01\x12.\n\x05terms\x18\x02 \x03(\x0b\x32\x1f.dreamforge.v1.Score.TermsEntry\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x1a,\n\nTermsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"y\n\x14ScoreOutputsResponse\x12$\n\x06scores\x18\x01 \x03(\x0b\x32\x14.dreamforge.v1.Score\x12\x1a\n\x12reward_function_id\x18\x02 \x01(\t\x12\x1f\n\x17reward_function_version\x18\x03 \x01(\x05\"=\n\x0c\x44\x61taSettings\x12\x16\n\x0eretention_days\x18\x01 \x01(\x05\x12\x15\n\rqueue_overlap\x18\x02 \x01(\x05\"?\n\x16GetDataSettingsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\"q\n\x19UpdateDataSettingsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12-\n\x08settings\x18\x02 \x01(\x0b\x32\x1b.dreamforge.v1.DataSettings\"<\n\x13PurgeExpiredRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\"@\n\x17\x44\x65leteTenantDataRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\"t\n\nDataCounts\x12\x0f\n\x07outputs\x18\x01 \x01(\x03\x12\x10\n\x08\x66\x65\x65\x64\x62\x61\x63k\x18\x02 \x01(\x03\x12\x18\n\x10reward_functions\x18\x03 \x01(\x03\x12\x19\n\x11queue_assignments\x18\x04 \x01(\x03\x12\x0e\n\x06images\x18\x05 \x01(\x03\"@\n\x17\x45xportTenantDataRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\"*\n\x0c\x45xportRecord\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\t2\xfe\x0b\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12O\n\x0eSubmitFeedback\x12$.dreamforge.v1.SubmitFeedbackRequest\x1a\x17.dreamforge.v1.Feedback\x12W\n\x0cListFeedback\x12\".dreamforge.v1.ListFeedbackRequest\x1a#.dreamforge.v1.ListFeedbackResponse\x12O\n\x0eUpdateFeedback\x12$.dreamforge.v1.UpdateFeedbackRequest\x1a\x17.dreamforge.v1.Feedback\x12S\n\x10WithdrawFeedback\x12&.dreamforge.v1.WithdrawFeedbackRequest\x1a\x17.dreamforge.v1.Feedback\x12N\n\rNextQueueItem\x12#.dreamforge.v1.NextQueueItemRequest\x1a\x18.dreamforge.v1.QueueItem\x12R\n\x0cGetAgreement\x12\".dreamforge.v1.GetAgreementRequest\x1a\x1e.dreamforge.v1.AgreementReport\x12]\n\x12SaveRewardFunction\x12(.dreamforge.v1.SaveRewardFunctionRequest\x1a\x1d.dreamforge.v1.RewardFunction\x12l\n\x13ListRewardFunctions\x12).dreamforge.v1.ListRewardFunctionsRequest\x1a*.dreamforge.v1.ListRewardFunctionsResponse\x12z\n\x1aListRewardFunctionVersions\x12\x30.dreamforge.v1.ListRewardFunctionVersionsRequest\x1a*.dreamforge.v1.ListRewardFunctionsResponse\x12[\n\x11GetRewardFunction\x12\'.dreamforge.v1.GetRewardFunctionRequest\x1a\x1d.dreamforge.v1.RewardFunction\x12W\n\x0cScoreOutputs\x12\".dreamforge.v1.ScoreOutputsRequest\x1a#.dreamforge.v1.ScoreOutputsResponse\x12\x43\n\tGetOutput\x12\x1f.dreamforge.v1.GetOutputRequest\x1a\x15.dreamforge.v1.Output\x12U\n\x0fGetDataSettings\x12%.dreamforge.v1.GetDataSettingsRequest\x1a\x1b.dreamforge.v1.DataSettings\x12[\n\x12UpdateDataSettings\x12(.dreamforge.v1.UpdateDataSettingsRequest\x1a\x1b.dreamforge.v1.DataSettings\x12M\n\x0cPurgeExpired\x12\".dreamforge.v1.PurgeExpiredRequest\x1a\x19.dreamforge.v1.DataCounts\x12U\n\x10\x44\x65leteTenantData\x12&.dreamforge.v1.DeleteTenantDataRequest\x1a\x19.dreamforge.v1.DataCounts\x12Y\n\x10\x45xportTenantData\x12&.dreamforge.v1.ExportTenantDataRequest\x1a\x1b.dreamforge.v1.ExportRecord0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,33 +40,63 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETOUTPUTREQUEST']._serialized_start=313
   _globals['_GETOUTPUTREQUEST']._serialized_end=390
   _globals['_FEEDBACK']._serialized_start=393
-  _globals['_FEEDBACK']._serialized_end=561
-  _globals['_SUBMITFEEDBACKREQUEST']._serialized_start=564
-  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=731
-  _globals['_LISTFEEDBACKREQUEST']._serialized_start=733
-  _globals['_LISTFEEDBACKREQUEST']._serialized_end=855
-  _globals['_LISTFEEDBACKRESPONSE']._serialized_start=857
-  _globals['_LISTFEEDBACKRESPONSE']._serialized_end=961
-  _globals['_NEXTQUEUEITEMREQUEST']._serialized_start=963
-  _globals['_NEXTQUEUEITEMREQUEST']._serialized_end=1024
-  _globals['_QUEUEITEM']._serialized_start=1026
-  _globals['_QUEUEITEM']._serialized_end=1076
-  _globals['_REWARDFUNCTION']._serialized_start=1079
-  _globals['_REWARDFUNCTION']._serialized_end=1211
-  _globals['_SAVEREWARDFUNCTIONREQUEST']._serialized_start=1213
-  _globals['_SAVEREWARDFUNCTIONREQUEST']._serialized_end=1330
-  _globals['_LISTREWARDFUNCTIONSREQUEST']._serialized_start=1332
-  _globals['_LISTREWARDFUNCTIONSREQUEST']._serialized_end=1441
-  _globals['_LISTREWARDFUNCTIONSRESPONSE']._serialized_start=1443
-  _globals['_LISTREWARDFUNCTIONSRESPONSE']._serialized_end=1561
-  _globals['_SCOREOUTPUTSREQUEST']._serialized_start=1564
-  _globals['_SCOREOUTPUTSREQUEST']._serialized_end=1749
-  _globals['_SCORE']._serialized_start=1751
-  _globals['_SCORE']._serialized_end=1868
-  _globals['_SCORE_TERMSENTRY']._serialized_start=1824
-  _globals['_SCORE_TERMSENTRY']._serialized_end=1868
-  _globals['_SCOREOUTPUTSRESPONSE']._serialized_start=1870
-  _globals['_SCOREOUTPUTSRESPONSE']._serialized_end=1930
-  _globals['_FEEDBACKSERVICE']._serialized_start=1933
-  _globals['_FEEDBACKSERVICE']._serialized_end=2563
+  _globals['_FEEDBACK']._serialized_end=663
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_start=666
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=850
+  _globals['_LISTFEEDBACKREQUEST']._serialized_start=853
+  _globals['_LISTFEEDBACKREQUEST']._serialized_end=989
+  _globals['_LISTFEEDBACKRESPONSE']._serialized_start=991
+  _globals['_LISTFEEDBACKRESPONSE']._serialized_end=1095
+  _globals['_UPDATEFEEDBACKREQUEST']._serialized_start=1097
+  _globals['_UPDATEFEEDBACKREQUEST']._serialized_end=1208
+  _globals['_WITHDRAWFEEDBACKREQUEST']._serialized_start=1210
+  _globals['_WITHDRAWFEEDBACKREQUEST']._serialized_end=1286
+  _globals['_NEXTQUEUEITEMREQUEST']._serialized_start=1288
+  _globals['_NEXTQUEUEITEMREQUEST']._serialized_end=1364
+  _globals['_QUEUEITEM']._serialized_start=1366
+  _globals['_QUEUEITEM']._serialized_end=1452
+  _globals['_GETAGREEMENTREQUEST']._serialized_start=1454
+  _globals['_GETAGREEMENTREQUEST']._serialized_end=1514
+  _globals['_TASKAGREEMENT']._serialized_start=1517
+  _globals['_TASKAGREEMENT']._serialized_end=1653
+  _globals['_AGREEMENTREPORT']._serialized_start=1655
+  _globals['_AGREEMENTREPORT']._serialized_end=1717
+  _globals['_REWARDFUNCTION']._serialized_start=1720
+  _globals['_REWARDFUNCTION']._serialized_end=1888
+  _globals['_SAVEREWARDFUNCTIONREQUEST']._serialized_start=1891
+  _globals['_SAVEREWARDFUNCTIONREQUEST']._serialized_end=2024
+  _globals['_LISTREWARDFUNCTIONSREQUEST']._serialized_start=2026
+  _globals['_LISTREWARDFUNCTIONSREQUEST']._serialized_end=2135
+  _globals['_LISTREWARDFUNCTIONVERSIONSREQUEST']._serialized_start=2138
+  _globals['_LISTREWARDFUNCTIONVERSIONSREQUEST']._serialized_end=2266
+  _globals['_LISTREWARDFUNCTIONSRESPONSE']._serialized_start=2268
+  _globals['_LISTREWARDFUNCTIONSRESPONSE']._serialized_end=2386
+  _globals['_GETREWARDFUNCTIONREQUEST']._serialized_start=2388
+  _globals['_GETREWARDFUNCTIONREQUEST']._serialized_end=2482
+  _globals['_SCOREOUTPUTSREQUEST']._serialized_start=2485
+  _globals['_SCOREOUTPUTSREQUEST']._serialized_end=2695
+  _globals['_SCORE']._serialized_start=2698
+  _globals['_SCORE']._serialized_end=2835
+  _globals['_SCORE_TERMSENTRY']._serialized_start=2791
+  _globals['_SCORE_TERMSENTRY']._serialized_end=2835
+  _globals['_SCOREOUTPUTSRESPONSE']._serialized_start=2837
+  _globals['_SCOREOUTPUTSRESPONSE']._serialized_end=2958
+  _globals['_DATASETTINGS']._serialized_start=2960
+  _globals['_DATASETTINGS']._serialized_end=3021
+  _globals['_GETDATASETTINGSREQUEST']._serialized_start=3023
+  _globals['_GETDATASETTINGSREQUEST']._serialized_end=3086
+  _globals['_UPDATEDATASETTINGSREQUEST']._serialized_start=3088
+  _globals['_UPDATEDATASETTINGSREQUEST']._serialized_end=3201
+  _globals['_PURGEEXPIREDREQUEST']._serialized_start=3203
+  _globals['_PURGEEXPIREDREQUEST']._serialized_end=3263
+  _globals['_DELETETENANTDATAREQUEST']._serialized_start=3265
+  _globals['_DELETETENANTDATAREQUEST']._serialized_end=3329
+  _globals['_DATACOUNTS']._serialized_start=3331
+  _globals['_DATACOUNTS']._serialized_end=3447
+  _globals['_EXPORTTENANTDATAREQUEST']._serialized_start=3449
+  _globals['_EXPORTTENANTDATAREQUEST']._serialized_end=3513
+  _globals['_EXPORTRECORD']._serialized_start=3515
+  _globals['_EXPORTRECORD']._serialized_end=3557
+  _globals['_FEEDBACKSERVICE']._serialized_start=3560
+  _globals['_FEEDBACKSERVICE']._serialized_end=5094
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class FeedbackServiceStub:
-    """Ratings on served outputs, the rater queue and reward functions.
+    """Ratings on served outputs, the rater queue, inter-rater agreement, reward functions and the
+    tenant's feedback data (retention, export, deletion). The rater is the calling API key.
     """
 
     def __init__(self, channel):
@@ -45,10 +46,25 @@ class FeedbackServiceStub:
                 request_serializer=dreamforge_dot_v1_dot_feedback__pb2.ListFeedbackRequest.SerializeToString,
                 response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.ListFeedbackResponse.FromString,
                 _registered_method=True)
+        self.UpdateFeedback = channel.unary_unary(
+                '/dreamforge.v1.FeedbackService/UpdateFeedback',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.UpdateFeedbackRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.Feedback.FromString,
+                _registered_method=True)
+        self.WithdrawFeedback = channel.unary_unary(
+                '/dreamforge.v1.FeedbackService/WithdrawFeedback',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.WithdrawFeedbackRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.Feedback.FromString,
+                _registered_method=True)
         self.NextQueueItem = channel.unary_unary(
                 '/dreamforge.v1.FeedbackService/NextQueueItem',
                 request_serializer=dreamforge_dot_v1_dot_feedback__pb2.NextQueueItemRequest.SerializeToString,
                 response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.QueueItem.FromString,
+                _registered_method=True)
+        self.GetAgreement = channel.unary_unary(
+                '/dreamforge.v1.FeedbackService/GetAgreement',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.GetAgreementRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.AgreementReport.FromString,
                 _registered_method=True)
         self.SaveRewardFunction = channel.unary_unary(
                 '/dreamforge.v1.FeedbackService/SaveRewardFunction',
@@ -60,6 +76,16 @@ class FeedbackServiceStub:
                 request_serializer=dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionsRequest.SerializeToString,
                 response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionsResponse.FromString,
                 _registered_method=True)
+        self.ListRewardFunctionVersions = channel.unary_unary(
+                '/dreamforge.v1.FeedbackService/ListRewardFunctionVersions',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionVersionsRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionsResponse.FromString,
+                _registered_method=True)
+        self.GetRewardFunction = channel.unary_unary(
+                '/dreamforge.v1.FeedbackService/GetRewardFunction',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.GetRewardFunctionRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.RewardFunction.FromString,
+                _registered_method=True)
         self.ScoreOutputs = channel.unary_unary(
                 '/dreamforge.v1.FeedbackService/ScoreOutputs',
                 request_serializer=dreamforge_dot_v1_dot_feedback__pb2.ScoreOutputsRequest.SerializeToString,
@@ -70,10 +96,36 @@ class FeedbackServiceStub:
                 request_serializer=dreamforge_dot_v1_dot_feedback__pb2.GetOutputRequest.SerializeToString,
                 response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.Output.FromString,
                 _registered_method=True)
+        self.GetDataSettings = channel.unary_unary(
+                '/dreamforge.v1.FeedbackService/GetDataSettings',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.GetDataSettingsRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.DataSettings.FromString,
+                _registered_method=True)
+        self.UpdateDataSettings = channel.unary_unary(
+                '/dreamforge.v1.FeedbackService/UpdateDataSettings',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.UpdateDataSettingsRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.DataSettings.FromString,
+                _registered_method=True)
+        self.PurgeExpired = channel.unary_unary(
+                '/dreamforge.v1.FeedbackService/PurgeExpired',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.PurgeExpiredRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.DataCounts.FromString,
+                _registered_method=True)
+        self.DeleteTenantData = channel.unary_unary(
+                '/dreamforge.v1.FeedbackService/DeleteTenantData',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.DeleteTenantDataRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.DataCounts.FromString,
+                _registered_method=True)
+        self.ExportTenantData = channel.unary_stream(
+                '/dreamforge.v1.FeedbackService/ExportTenantData',
+                request_serializer=dreamforge_dot_v1_dot_feedback__pb2.ExportTenantDataRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_feedback__pb2.ExportRecord.FromString,
+                _registered_method=True)
 
 
 class FeedbackServiceServicer:
-    """Ratings on served outputs, the rater queue and reward functions.
+    """Ratings on served outputs, the rater queue, inter-rater agreement, reward functions and the
+    tenant's feedback data (retention, export, deletion). The rater is the calling API key.
     """
 
     def SubmitFeedback(self, request, context):
@@ -88,7 +140,26 @@ class FeedbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateFeedback(self, request, context):
+        """A rater edits (new value) or withdraws one of their own ratings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WithdrawFeedback(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def NextQueueItem(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgreement(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +177,19 @@ class FeedbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRewardFunctionVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRewardFunction(self, request, context):
+        """One version of a reward function (version 0 = the latest), e.g. for the trainer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ScoreOutputs(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -114,6 +198,39 @@ class FeedbackServiceServicer:
 
     def GetOutput(self, request, context):
         """The served output a rating refers to (kept from inference.completed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDataSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDataSettings(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeExpired(self, request, context):
+        """Remove what is older than the tenant's retention now (the service also does it periodically).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTenantData(self, request, context):
+        """Remove every output, rating, reward function, setting and image of the caller's tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportTenantData(self, request, context):
+        """Everything the service holds for the caller's tenant, one JSON document per record.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,10 +249,25 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
                     request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.ListFeedbackRequest.FromString,
                     response_serializer=dreamforge_dot_v1_dot_feedback__pb2.ListFeedbackResponse.SerializeToString,
             ),
+            'UpdateFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateFeedback,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.UpdateFeedbackRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.Feedback.SerializeToString,
+            ),
+            'WithdrawFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawFeedback,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.WithdrawFeedbackRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.Feedback.SerializeToString,
+            ),
             'NextQueueItem': grpc.unary_unary_rpc_method_handler(
                     servicer.NextQueueItem,
                     request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.NextQueueItemRequest.FromString,
                     response_serializer=dreamforge_dot_v1_dot_feedback__pb2.QueueItem.SerializeToString,
+            ),
+            'GetAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgreement,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.GetAgreementRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.AgreementReport.SerializeToString,
             ),
             'SaveRewardFunction': grpc.unary_unary_rpc_method_handler(
                     servicer.SaveRewardFunction,
@@ -147,6 +279,16 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
                     request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionsRequest.FromString,
                     response_serializer=dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionsResponse.SerializeToString,
             ),
+            'ListRewardFunctionVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRewardFunctionVersions,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionVersionsRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionsResponse.SerializeToString,
+            ),
+            'GetRewardFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRewardFunction,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.GetRewardFunctionRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.RewardFunction.SerializeToString,
+            ),
             'ScoreOutputs': grpc.unary_unary_rpc_method_handler(
                     servicer.ScoreOutputs,
                     request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.ScoreOutputsRequest.FromString,
@@ -157,6 +299,31 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
                     request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.GetOutputRequest.FromString,
                     response_serializer=dreamforge_dot_v1_dot_feedback__pb2.Output.SerializeToString,
             ),
+            'GetDataSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDataSettings,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.GetDataSettingsRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.DataSettings.SerializeToString,
+            ),
+            'UpdateDataSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDataSettings,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.UpdateDataSettingsRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.DataSettings.SerializeToString,
+            ),
+            'PurgeExpired': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeExpired,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.PurgeExpiredRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.DataCounts.SerializeToString,
+            ),
+            'DeleteTenantData': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTenantData,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.DeleteTenantDataRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.DataCounts.SerializeToString,
+            ),
+            'ExportTenantData': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportTenantData,
+                    request_deserializer=dreamforge_dot_v1_dot_feedback__pb2.ExportTenantDataRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_feedback__pb2.ExportRecord.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'dreamforge.v1.FeedbackService', rpc_method_handlers)
@@ -166,7 +333,8 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class FeedbackService:
-    """Ratings on served outputs, the rater queue and reward functions.
+    """Ratings on served outputs, the rater queue, inter-rater agreement, reward functions and the
+    tenant's feedback data (retention, export, deletion). The rater is the calling API key.
     """
 
     @staticmethod
@@ -224,6 +392,60 @@ class FeedbackService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/UpdateFeedback',
+            dreamforge_dot_v1_dot_feedback__pb2.UpdateFeedbackRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.Feedback.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/WithdrawFeedback',
+            dreamforge_dot_v1_dot_feedback__pb2.WithdrawFeedbackRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.Feedback.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def NextQueueItem(request,
             target,
             options=(),
@@ -240,6 +462,33 @@ class FeedbackService:
             '/dreamforge.v1.FeedbackService/NextQueueItem',
             dreamforge_dot_v1_dot_feedback__pb2.NextQueueItemRequest.SerializeToString,
             dreamforge_dot_v1_dot_feedback__pb2.QueueItem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/GetAgreement',
+            dreamforge_dot_v1_dot_feedback__pb2.GetAgreementRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.AgreementReport.FromString,
             options,
             channel_credentials,
             insecure,
@@ -305,6 +554,60 @@ class FeedbackService:
             _registered_method=True)
 
     @staticmethod
+    def ListRewardFunctionVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/ListRewardFunctionVersions',
+            dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionVersionsRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.ListRewardFunctionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRewardFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/GetRewardFunction',
+            dreamforge_dot_v1_dot_feedback__pb2.GetRewardFunctionRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.RewardFunction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ScoreOutputs(request,
             target,
             options=(),
@@ -348,6 +651,141 @@ class FeedbackService:
             '/dreamforge.v1.FeedbackService/GetOutput',
             dreamforge_dot_v1_dot_feedback__pb2.GetOutputRequest.SerializeToString,
             dreamforge_dot_v1_dot_feedback__pb2.Output.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDataSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/GetDataSettings',
+            dreamforge_dot_v1_dot_feedback__pb2.GetDataSettingsRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.DataSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDataSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/UpdateDataSettings',
+            dreamforge_dot_v1_dot_feedback__pb2.UpdateDataSettingsRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.DataSettings.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeExpired(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/PurgeExpired',
+            dreamforge_dot_v1_dot_feedback__pb2.PurgeExpiredRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.DataCounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTenantData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/DeleteTenantData',
+            dreamforge_dot_v1_dot_feedback__pb2.DeleteTenantDataRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.DataCounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportTenantData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dreamforge.v1.FeedbackService/ExportTenantData',
+            dreamforge_dot_v1_dot_feedback__pb2.ExportTenantDataRequest.SerializeToString,
+            dreamforge_dot_v1_dot_feedback__pb2.ExportRecord.FromString,
             options,
             channel_credentials,
             insecure,
