@@ -24,31 +24,62 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from dreamforge.v1 import common_pb2 as dreamforge_dot_v1_dot_common__pb2
+from dreamforge.v1 import events_pb2 as dreamforge_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64reamforge/v1/trainer.proto\x12\rdreamforge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x64reamforge/v1/common.proto\"\x97\x02\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x03 \x01(\x05\x12\x1a\n\x12reward_function_id\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x16\n\x0eresult_version\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb8\x01\n\x10\x43reateJobRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x03 \x01(\x05\x12\x1a\n\x12reward_function_id\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\"F\n\rGetJobRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"b\n\x0fListJobsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12(\n\x04page\x18\x02 \x01(\x0b\x32\x1a.dreamforge.v1.PageRequest\"c\n\x10ListJobsResponse\x12(\n\x04jobs\x18\x01 \x03(\x0b\x32\x1a.dreamforge.v1.TrainingJob\x12%\n\x04page\x18\x02 \x01(\x0b\x32\x17.dreamforge.v1.PageInfo\"\xa1\x01\n\x0eTrainingPolicy\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x17\n\x0f\x65very_n_rewards\x18\x03 \x01(\x05\x12\x15\n\revery_minutes\x18\x04 \x01(\x05\x12\x13\n\x0bmin_rewards\x18\x05 \x01(\x05\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x1a\n\x12reward_function_id\x18\x07 \x01(\t\"H\n\x10GetPolicyRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\r\n\x05model\x18\x02 \x01(\t\"h\n\x10PutPolicyRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12-\n\x06policy\x18\x02 \x01(\x0b\x32\x1d.dreamforge.v1.TrainingPolicy2\xcc\x03\n\x0eTrainerService\x12H\n\tCreateJob\x12\x1f.dreamforge.v1.CreateJobRequest\x1a\x1a.dreamforge.v1.TrainingJob\x12\x42\n\x06GetJob\x12\x1c.dreamforge.v1.GetJobRequest\x1a\x1a.dreamforge.v1.TrainingJob\x12K\n\x08ListJobs\x12\x1e.dreamforge.v1.ListJobsRequest\x1a\x1f.dreamforge.v1.ListJobsResponse\x12\x45\n\tCancelJob\x12\x1c.dreamforge.v1.GetJobRequest\x1a\x1a.dreamforge.v1.TrainingJob\x12K\n\tGetPolicy\x12\x1f.dreamforge.v1.GetPolicyRequest\x1a\x1d.dreamforge.v1.TrainingPolicy\x12K\n\tPutPolicy\x12\x1f.dreamforge.v1.PutPolicyRequest\x1a\x1d.dreamforge.v1.TrainingPolicyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64reamforge/v1/trainer.proto\x12\rdreamforge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x64reamforge/v1/common.proto\x1a\x1a\x64reamforge/v1/events.proto\"\xbb\x05\n\x0bTrainingJob\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x03 \x01(\x05\x12\x1a\n\x12reward_function_id\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\x16\n\x0eresult_version\x18\t \x01(\x05\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x17reward_function_version\x18\x0c \x01(\x05\x12\x0f\n\x07trigger\x18\r \x01(\t\x12\x10\n\x08promoted\x18\x0e \x01(\x08\x12?\n\x0b\x65val_before\x18\x0f \x03(\x0b\x32*.dreamforge.v1.TrainingJob.EvalBeforeEntry\x12=\n\neval_after\x18\x10 \x03(\x0b\x32).dreamforge.v1.TrainingJob.EvalAfterEntry\x12\x11\n\tgate_json\x18\x11 \x01(\t\x12\x30\n\x07history\x18\x12 \x03(\x0b\x32\x1f.dreamforge.v1.TrainingProgress\x12\x16\n\x0equeue_position\x18\x13 \x01(\x05\x12\x1c\n\x14reward_function_json\x18\x14 \x01(\t\x1a\x31\n\x0f\x45valBeforeEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0e\x45valAfterEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xf7\x01\n\x10\x43reateJobRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x62\x61se_version\x18\x03 \x01(\x05\x12\x1a\n\x12reward_function_id\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\x12\x1f\n\x17reward_function_version\x18\x08 \x01(\x05\x12\x1c\n\x14reward_function_json\x18\t \x01(\t\"F\n\rGetJobRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x0e\n\x06job_id\x18\x02 \x01(\t\"\x81\x01\n\x0fListJobsRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12(\n\x04page\x18\x02 \x01(\x0b\x32\x1a.dreamforge.v1.PageRequest\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\"c\n\x10ListJobsResponse\x12(\n\x04jobs\x18\x01 \x03(\x0b\x32\x1a.dreamforge.v1.TrainingJob\x12%\n\x04page\x18\x02 \x01(\x0b\x32\x17.dreamforge.v1.PageInfo\"\xc5\x02\n\x0eTrainingPolicy\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x17\n\x0f\x65very_n_rewards\x18\x03 \x01(\x05\x12\x15\n\revery_minutes\x18\x04 \x01(\x05\x12\x13\n\x0bmin_rewards\x18\x05 \x01(\x05\x12\x0e\n\x06method\x18\x06 \x01(\t\x12\x1a\n\x12reward_function_id\x18\x07 \x01(\t\x12\x1f\n\x17reward_function_version\x18\x08 \x01(\x05\x12\x13\n\x0b\x63onfig_json\x18\t \x01(\t\x12\x1c\n\x14reward_function_json\x18\n \x01(\t\x12\x17\n\x0fpending_rewards\x18\x0b \x01(\x05\x12\x35\n\x11last_triggered_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x10GetPolicyRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\r\n\x05model\x18\x02 \x01(\t\"h\n\x10PutPolicyRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12-\n\x06policy\x18\x02 \x01(\x0b\x32\x1d.dreamforge.v1.TrainingPolicy\"\xb8\x01\n\x08\x46inetune\x12\x13\n\x0b\x66inetune_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12\x0c\n\x04step\x18\x04 \x01(\x05\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05model\x18\x07 \x01(\t\"Z\n\x15\x43reateFinetuneRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\x05\"M\n\x0f\x46inetuneRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x13\n\x0b\x66inetune_id\x18\x02 \x01(\t\"=\n\x14ListFinetunesRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\"C\n\x15ListFinetunesResponse\x12*\n\tfinetunes\x18\x01 \x03(\x0b\x32\x17.dreamforge.v1.Finetune\"[\n\nTuningCall\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x13\n\x0b\x66inetune_id\x18\x02 \x01(\t\x12\x11\n\tbody_json\x18\x03 \x01(\t\" \n\x0bTuningReply\x12\x11\n\tbody_json\x18\x01 \x01(\t\"\x87\x01\n\nCheckpoint\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x13\n\x0b\x66inetune_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x05\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"]\n\x11\x43heckpointRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x13\n\x0b\x66inetune_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x05\"I\n\x17ListCheckpointsResponse\x12.\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32\x19.dreamforge.v1.Checkpoint2\xcc\x03\n\x0eTrainerService\x12H\n\tCreateJob\x12\x1f.dreamforge.v1.CreateJobRequest\x1a\x1a.dreamforge.v1.TrainingJob\x12\x42\n\x06GetJob\x12\x1c.dreamforge.v1.GetJobRequest\x1a\x1a.dreamforge.v1.TrainingJob\x12K\n\x08ListJobs\x12\x1e.dreamforge.v1.ListJobsRequest\x1a\x1f.dreamforge.v1.ListJobsResponse\x12\x45\n\tCancelJob\x12\x1c.dreamforge.v1.GetJobRequest\x1a\x1a.dreamforge.v1.TrainingJob\x12K\n\tGetPolicy\x12\x1f.dreamforge.v1.GetPolicyRequest\x1a\x1d.dreamforge.v1.TrainingPolicy\x12K\n\tPutPolicy\x12\x1f.dreamforge.v1.PutPolicyRequest\x1a\x1d.dreamforge.v1.TrainingPolicy2\x94\x06\n\rTuningService\x12O\n\x0e\x43reateFinetune\x12$.dreamforge.v1.CreateFinetuneRequest\x1a\x17.dreamforge.v1.Finetune\x12\x46\n\x0bGetFinetune\x12\x1e.dreamforge.v1.FinetuneRequest\x1a\x17.dreamforge.v1.Finetune\x12Z\n\rListFinetunes\x12#.dreamforge.v1.ListFinetunesRequest\x1a$.dreamforge.v1.ListFinetunesResponse\x12I\n\x0e\x44\x65leteFinetune\x12\x1e.dreamforge.v1.FinetuneRequest\x1a\x17.dreamforge.v1.Finetune\x12\x41\n\x08Rollouts\x12\x19.dreamforge.v1.TuningCall\x1a\x1a.dreamforge.v1.TuningReply\x12\x42\n\tTrainStep\x12\x19.dreamforge.v1.TuningCall\x1a\x1a.dreamforge.v1.TuningReply\x12\x43\n\nLogMetrics\x12\x19.dreamforge.v1.TuningCall\x1a\x1a.dreamforge.v1.TuningReply\x12Y\n\x0fListCheckpoints\x12\x1e.dreamforge.v1.FinetuneRequest\x1a&.dreamforge.v1.ListCheckpointsResponse\x12K\n\x0eSaveCheckpoint\x12\x1e.dreamforge.v1.FinetuneRequest\x1a\x19.dreamforge.v1.Checkpoint\x12O\n\x10\x44\x65leteCheckpoint\x12 .dreamforge.v1.CheckpointRequest\x1a\x19.dreamforge.v1.Checkpointb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dreamforge.v1.trainer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TRAININGJOB']._serialized_start=108
-  _globals['_TRAININGJOB']._serialized_end=387
-  _globals['_CREATEJOBREQUEST']._serialized_start=390
-  _globals['_CREATEJOBREQUEST']._serialized_end=574
-  _globals['_GETJOBREQUEST']._serialized_start=576
-  _globals['_GETJOBREQUEST']._serialized_end=646
-  _globals['_LISTJOBSREQUEST']._serialized_start=648
-  _globals['_LISTJOBSREQUEST']._serialized_end=746
-  _globals['_LISTJOBSRESPONSE']._serialized_start=748
-  _globals['_LISTJOBSRESPONSE']._serialized_end=847
-  _globals['_TRAININGPOLICY']._serialized_start=850
-  _globals['_TRAININGPOLICY']._serialized_end=1011
-  _globals['_GETPOLICYREQUEST']._serialized_start=1013
-  _globals['_GETPOLICYREQUEST']._serialized_end=1085
-  _globals['_PUTPOLICYREQUEST']._serialized_start=1087
-  _globals['_PUTPOLICYREQUEST']._serialized_end=1191
-  _globals['_TRAINERSERVICE']._serialized_start=1194
-  _globals['_TRAINERSERVICE']._serialized_end=1654
+  _globals['_TRAININGJOB_EVALBEFOREENTRY']._loaded_options = None
+  _globals['_TRAININGJOB_EVALBEFOREENTRY']._serialized_options = b'8\001'
+  _globals['_TRAININGJOB_EVALAFTERENTRY']._loaded_options = None
+  _globals['_TRAININGJOB_EVALAFTERENTRY']._serialized_options = b'8\001'
+  _globals['_TRAININGJOB']._serialized_start=136
+  _globals['_TRAININGJOB']._serialized_end=835
+  _globals['_TRAININGJOB_EVALBEFOREENTRY']._serialized_start=736
+  _globals['_TRAININGJOB_EVALBEFOREENTRY']._serialized_end=785
+  _globals['_TRAININGJOB_EVALAFTERENTRY']._serialized_start=787
+  _globals['_TRAININGJOB_EVALAFTERENTRY']._serialized_end=835
+  _globals['_CREATEJOBREQUEST']._serialized_start=838
+  _globals['_CREATEJOBREQUEST']._serialized_end=1085
+  _globals['_GETJOBREQUEST']._serialized_start=1087
+  _globals['_GETJOBREQUEST']._serialized_end=1157
+  _globals['_LISTJOBSREQUEST']._serialized_start=1160
+  _globals['_LISTJOBSREQUEST']._serialized_end=1289
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1291
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1390
+  _globals['_TRAININGPOLICY']._serialized_start=1393
+  _globals['_TRAININGPOLICY']._serialized_end=1718
+  _globals['_GETPOLICYREQUEST']._serialized_start=1720
+  _globals['_GETPOLICYREQUEST']._serialized_end=1792
+  _globals['_PUTPOLICYREQUEST']._serialized_start=1794
+  _globals['_PUTPOLICYREQUEST']._serialized_end=1898
+  _globals['_FINETUNE']._serialized_start=1901
+  _globals['_FINETUNE']._serialized_end=2085
+  _globals['_CREATEFINETUNEREQUEST']._serialized_start=2087
+  _globals['_CREATEFINETUNEREQUEST']._serialized_end=2177
+  _globals['_FINETUNEREQUEST']._serialized_start=2179
+  _globals['_FINETUNEREQUEST']._serialized_end=2256
+  _globals['_LISTFINETUNESREQUEST']._serialized_start=2258
+  _globals['_LISTFINETUNESREQUEST']._serialized_end=2319
+  _globals['_LISTFINETUNESRESPONSE']._serialized_start=2321
+  _globals['_LISTFINETUNESRESPONSE']._serialized_end=2388
+  _globals['_TUNINGCALL']._serialized_start=2390
+  _globals['_TUNINGCALL']._serialized_end=2481
+  _globals['_TUNINGREPLY']._serialized_start=2483
+  _globals['_TUNINGREPLY']._serialized_end=2515
+  _globals['_CHECKPOINT']._serialized_start=2518
+  _globals['_CHECKPOINT']._serialized_end=2653
+  _globals['_CHECKPOINTREQUEST']._serialized_start=2655
+  _globals['_CHECKPOINTREQUEST']._serialized_end=2748
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=2750
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=2823
+  _globals['_TRAINERSERVICE']._serialized_start=2826
+  _globals['_TRAINERSERVICE']._serialized_end=3286
+  _globals['_TUNINGSERVICE']._serialized_start=3289
+  _globals['_TUNINGSERVICE']._serialized_end=4077
 # @@protoc_insertion_point(module_scope)

@@ -27,6 +27,7 @@ if _version_not_supported:
 
 class TrainerServiceStub:
     """Training jobs (GRPO, DPO, SFT on LoRA adapters) and the online trigger policy.
+    Every call is scoped by `caller.tenant_id`; another tenant's job is NOT_FOUND.
     """
 
     def __init__(self, channel):
@@ -69,6 +70,7 @@ class TrainerServiceStub:
 
 class TrainerServiceServicer:
     """Training jobs (GRPO, DPO, SFT on LoRA adapters) and the online trigger policy.
+    Every call is scoped by `caller.tenant_id`; another tenant's job is NOT_FOUND.
     """
 
     def CreateJob(self, request, context):
@@ -150,6 +152,7 @@ def add_TrainerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class TrainerService:
     """Training jobs (GRPO, DPO, SFT on LoRA adapters) and the online trigger policy.
+    Every call is scoped by `caller.tenant_id`; another tenant's job is NOT_FOUND.
     """
 
     @staticmethod
@@ -304,6 +307,474 @@ class TrainerService:
             '/dreamforge.v1.TrainerService/PutPolicy',
             dreamforge_dot_v1_dot_trainer__pb2.PutPolicyRequest.SerializeToString,
             dreamforge_dot_v1_dot_trainer__pb2.TrainingPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class TuningServiceStub:
+    """Moondream-compatible interactive tuning: a finetune is a LoRA adapter kept live in a
+    worker process; the client samples rollouts, scores them, and sends train steps.
+    Request and reply bodies are Moondream's JSON shapes, carried as JSON text.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateFinetune = channel.unary_unary(
+                '/dreamforge.v1.TuningService/CreateFinetune',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.CreateFinetuneRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.Finetune.FromString,
+                _registered_method=True)
+        self.GetFinetune = channel.unary_unary(
+                '/dreamforge.v1.TuningService/GetFinetune',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.Finetune.FromString,
+                _registered_method=True)
+        self.ListFinetunes = channel.unary_unary(
+                '/dreamforge.v1.TuningService/ListFinetunes',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.ListFinetunesRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.ListFinetunesResponse.FromString,
+                _registered_method=True)
+        self.DeleteFinetune = channel.unary_unary(
+                '/dreamforge.v1.TuningService/DeleteFinetune',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.Finetune.FromString,
+                _registered_method=True)
+        self.Rollouts = channel.unary_unary(
+                '/dreamforge.v1.TuningService/Rollouts',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.TuningCall.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.TuningReply.FromString,
+                _registered_method=True)
+        self.TrainStep = channel.unary_unary(
+                '/dreamforge.v1.TuningService/TrainStep',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.TuningCall.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.TuningReply.FromString,
+                _registered_method=True)
+        self.LogMetrics = channel.unary_unary(
+                '/dreamforge.v1.TuningService/LogMetrics',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.TuningCall.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.TuningReply.FromString,
+                _registered_method=True)
+        self.ListCheckpoints = channel.unary_unary(
+                '/dreamforge.v1.TuningService/ListCheckpoints',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.ListCheckpointsResponse.FromString,
+                _registered_method=True)
+        self.SaveCheckpoint = channel.unary_unary(
+                '/dreamforge.v1.TuningService/SaveCheckpoint',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.Checkpoint.FromString,
+                _registered_method=True)
+        self.DeleteCheckpoint = channel.unary_unary(
+                '/dreamforge.v1.TuningService/DeleteCheckpoint',
+                request_serializer=dreamforge_dot_v1_dot_trainer__pb2.CheckpointRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_trainer__pb2.Checkpoint.FromString,
+                _registered_method=True)
+
+
+class TuningServiceServicer:
+    """Moondream-compatible interactive tuning: a finetune is a LoRA adapter kept live in a
+    worker process; the client samples rollouts, scores them, and sends train steps.
+    Request and reply bodies are Moondream's JSON shapes, carried as JSON text.
+    """
+
+    def CreateFinetune(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFinetune(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFinetunes(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteFinetune(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollouts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrainStep(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogMetrics(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCheckpoints(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SaveCheckpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCheckpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_TuningServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateFinetune': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateFinetune,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.CreateFinetuneRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.Finetune.SerializeToString,
+            ),
+            'GetFinetune': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFinetune,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.Finetune.SerializeToString,
+            ),
+            'ListFinetunes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFinetunes,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.ListFinetunesRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.ListFinetunesResponse.SerializeToString,
+            ),
+            'DeleteFinetune': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteFinetune,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.Finetune.SerializeToString,
+            ),
+            'Rollouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollouts,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.TuningCall.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.TuningReply.SerializeToString,
+            ),
+            'TrainStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrainStep,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.TuningCall.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.TuningReply.SerializeToString,
+            ),
+            'LogMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogMetrics,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.TuningCall.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.TuningReply.SerializeToString,
+            ),
+            'ListCheckpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCheckpoints,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.ListCheckpointsResponse.SerializeToString,
+            ),
+            'SaveCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveCheckpoint,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.Checkpoint.SerializeToString,
+            ),
+            'DeleteCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCheckpoint,
+                    request_deserializer=dreamforge_dot_v1_dot_trainer__pb2.CheckpointRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_trainer__pb2.Checkpoint.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'dreamforge.v1.TuningService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('dreamforge.v1.TuningService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class TuningService:
+    """Moondream-compatible interactive tuning: a finetune is a LoRA adapter kept live in a
+    worker process; the client samples rollouts, scores them, and sends train steps.
+    Request and reply bodies are Moondream's JSON shapes, carried as JSON text.
+    """
+
+    @staticmethod
+    def CreateFinetune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/CreateFinetune',
+            dreamforge_dot_v1_dot_trainer__pb2.CreateFinetuneRequest.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.Finetune.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFinetune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/GetFinetune',
+            dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.Finetune.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFinetunes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/ListFinetunes',
+            dreamforge_dot_v1_dot_trainer__pb2.ListFinetunesRequest.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.ListFinetunesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteFinetune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/DeleteFinetune',
+            dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.Finetune.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/Rollouts',
+            dreamforge_dot_v1_dot_trainer__pb2.TuningCall.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.TuningReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrainStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/TrainStep',
+            dreamforge_dot_v1_dot_trainer__pb2.TuningCall.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.TuningReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/LogMetrics',
+            dreamforge_dot_v1_dot_trainer__pb2.TuningCall.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.TuningReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCheckpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/ListCheckpoints',
+            dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.ListCheckpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/SaveCheckpoint',
+            dreamforge_dot_v1_dot_trainer__pb2.FinetuneRequest.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.Checkpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.TuningService/DeleteCheckpoint',
+            dreamforge_dot_v1_dot_trainer__pb2.CheckpointRequest.SerializeToString,
+            dreamforge_dot_v1_dot_trainer__pb2.Checkpoint.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,7 +1,7 @@
 """`python -m services.trainer`: run the trainer service until SIGTERM."""
 
 from dreamforge.runtime import service_main
-from dreamforge.settings import PlatformSettings
 from services.trainer.main import build
+from services.trainer.settings import TrainerSettings
 
-service_main("trainer", PlatformSettings(), build)
+service_main("trainer", TrainerSettings(), build)

@@ -123,8 +123,10 @@ async def test_trainer_buffers_each_reward_once(nats_url: str, tmp_path: Path) -
         assert await runtime.state.pending("t_a", "mdl_1") == 4
         async with channel(f"127.0.0.1:{runtime.port}") as ch:
             stub = trainer_pb2_grpc.TrainerServiceStub(ch)
-            await _expect_unimplemented(stub.CreateJob(trainer_pb2.CreateJobRequest(caller=caller("t_a"))),
-                                        "training jobs")
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.CreateJob(trainer_pb2.CreateJobRequest(caller=caller("t_a")))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "model is required" in (err.value.details() or "")
 
 
 async def test_inference_follows_alias_moves_once_and_ignores_stale_events(nats_url: str, tmp_path: Path) -> None:

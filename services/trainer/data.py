@@ -1,0 +1,160 @@
+"""Training and held-out rows for each method, as TRL datasets expect them.
+
+A row is a plain dict (JSON-serialisable, written by the service to the job's
+`data.jsonl`): `skill`, `prompt`, `reference` (the ground truth the reward function
+may use), an image (`world: [split, index]` for the synthetic world, or `image_ref`
+for an image the platform stored), and per method `chosen`/`rejected` (dpo) or
+`target` (sft). `to_trl` turns rows into TRL's conversational format with the image
+in the user turn, so the processor expands the image tokens.
+
+Synthetic sources exist so a job can run without collected feedback (and so the
+held-out sets are fixed): prompts come from the world's tasks, preferences prefer the
+true answer to a plausible wrong one, corrections are the true answers.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable
+from typing import Any
+
+from PIL import Image
+
+from dreamforge.world import COLOURS, Sample, Task, get_sample
+
+SKILLS = ("caption", "query", "detect", "point")
+IMAGE_SIZE = 96
+
+
+def reference_of(sample: Sample, task: Task) -> dict[str, Any]:
+    """Ground truth in the reward library's shape: the scene's objects, and the answer for a query
+    (so a query can be rewarded both for being right and for naming the scene's colours)."""
+    ref: dict[str, Any] = {"objects": [{"colour": o.colour, "shape": o.shape, "box": list(o.box)}
+                                       for o in sample.objects]}
+    if task.skill == "query":
+        ref["answer"] = task.answer
+    return ref
+
+
+def world_tasks(split: str, start: int, n_images: int, skills: Iterable[str]) -> list[tuple[Sample, Task]]:
+    wanted = set(skills)
+    out = []
+    for i in range(start, start + n_images):
+        sample = get_sample(split, i, IMAGE_SIZE)
+        out.extend((sample, t) for t in sample.eval_tasks() if t.skill in wanted)
+    return out
+
+
+def wrong_answer(task: Task, rng: random.Random) -> str:
+    """A plausible but wrong answer to a query (another colour, count or yes/no)."""
+    answer = task.answer.strip().lower()
+    if answer in ("yes", "no"):
+        return "no" if answer == "yes" else "yes"
+    if answer in COLOURS:
+        return rng.choice([c for c in COLOURS if c != answer])
+    if answer.isdigit():
+        return str(int(answer) + rng.choice([1, 2]))
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven"]
+    if answer in words:
+        return rng.choice([w for w in words if w != answer])
+    return rng.choice(COLOURS)
+
+
+def synthetic_rows(method: str, split: str, start: int, n_images: int, skills: Iterable[str],
+                   seed: int = 0) -> list[dict[str, Any]]:
+    """Rows for `method` from the synthetic world (train split for training, test for held-out)."""
+    rng = random.Random(seed)
+    rows = []
+    for sample, task in world_tasks(split, start, n_images, skills):
+        row: dict[str, Any] = {"skill": task.skill, "prompt": task.prompt, "world": [split, sample.index],
+                               "reference": reference_of(sample, task)}
+        if method == "dpo":
+            if task.skill != "query":
+                continue
+            row.update(chosen=task.answer, rejected=wrong_answer(task, rng))
+        elif method == "sft":
+            row["target"] = task.answer
+        rows.append(row)
+    return rows
+
+
+def rows_from_reward(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """A training row from a buffered `reward.scored` event (its JSON form), or None when unusable."""
+    skill = payload.get("skill", "")
+    prompt = payload.get("prompt", "")
+    if skill not in SKILLS or not prompt:
+        return None
+    row: dict[str, Any] = {"skill": skill, "prompt": prompt, "image_ref": payload.get("imageRef", ""),
+                           "reference": None, "reward": payload.get("reward", 0.0)}
+    chosen, rejected = _answer_text(payload.get("outputJson", "")), _answer_text(payload.get("rejectedOutputJson", ""))
+    if rejected:
+        row.update(chosen=chosen, rejected=rejected)
+    if payload.get("correction"):
+        row["target"] = payload["correction"]
+        if skill == "query":
+            row["reference"] = {"answer": payload["correction"]}
+    return row
+
+
+def _answer_text(output_json: str) -> str:
+    """The text an output carried (`answer`, `caption`, or the raw JSON for boxes/points)."""
+    if not output_json:
+        return ""
+    try:
+        value = json.loads(output_json)
+    except json.JSONDecodeError:
+        return output_json
+    if isinstance(value, dict):
+        for key in ("answer", "caption", "text"):
+            if isinstance(value.get(key), str):
+                return str(value[key])
+    return output_json
+
+
+def load_image(row: dict[str, Any]) -> Image.Image | None:
+    """The row's image: re-rendered from the world, or fetched by reference when the platform can."""
+    if row.get("world"):
+        split, index = row["world"]
+        return get_sample(split, int(index), IMAGE_SIZE).image
+    ref = row.get("image_ref")
+    if not ref:
+        return None
+    try:
+        from dreamforge import images
+        loader = getattr(images, "load_ref", None)
+        return loader(ref) if loader is not None else None
+    except Exception:
+        return None
+
+
+def user_turn(prompt: str) -> list[dict[str, Any]]:
+    """One user turn with an image placeholder (the image travels in the row's image column)."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+
+
+def assistant_turn(text: str) -> list[dict[str, Any]]:
+    return [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
+
+
+def to_trl(method: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """TRL's conversational rows (prompt [+ chosen/rejected | completion]) with their images."""
+    out = []
+    for row in rows:
+        image = load_image(row)
+        if image is None:
+            continue
+        item: dict[str, Any] = {"prompt": user_turn(row["prompt"]), "skill": row["skill"],
+                                "reference": json.dumps(row.get("reference")), "latency_ms": 0.0}
+        if method == "grpo":
+            item["image"] = image
+        elif method == "dpo":
+            if not row.get("chosen") or not row.get("rejected"):
+                continue
+            item.update(images=[image], chosen=assistant_turn(row["chosen"]), rejected=assistant_turn(row["rejected"]))
+        elif method == "sft":
+            if not row.get("target"):
+                continue
+            item.update(images=[image], completion=assistant_turn(row["target"]))
+        out.append(item)
+    return out

@@ -1,0 +1,48 @@
+"""Trainer settings: where jobs work, how much memory and time a job's worker process may
+use, the held-out evaluation size and the default release gate (env `DREAMFORGE_<FIELD>`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+import dreamforge
+from dreamforge.settings import PlatformSettings
+
+#: The platform's default base checkpoint (same place the inference service loads it from).
+DEFAULT_MODEL_DIR = Path(dreamforge.__file__).resolve().parents[1] / "models" / "default"
+
+
+class TrainerSettings(PlatformSettings):
+    default_model: Path = Field(default=DEFAULT_MODEL_DIR,
+                                description="Base checkpoint of registry models whose base_checkpoint is empty")
+    job_memory_mb: int = Field(default=8192, ge=256, description="Address-space cap of a job's worker process")
+    job_timeout_s: float = Field(default=1800.0, gt=0, description="Wall-clock limit of one training job")
+    job_threads: int = Field(default=0, ge=0, description="torch threads of a worker; 0 = torch's default")
+    eval_images: int = Field(default=24, ge=1, le=500,
+                             description="Held-out images of the synthetic test split evaluated before and after")
+    max_concurrent_jobs: int = Field(default=1, ge=1, description="Jobs running at once (one per model always)")
+    policy_poll_s: float = Field(default=2.0, gt=0, description="How often the online trigger checks policies")
+    registry_timeout_s: float = Field(default=60.0, gt=0, description="Deadline of calls to the registry")
+    feedback_timeout_s: float = Field(default=10.0, gt=0, description="Deadline of calls to the feedback service")
+    tuning_idle_s: float = Field(default=900.0, gt=0,
+                                 description="A tuning session's worker exits after this long without calls")
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.home / "trainer" / "jobs"
+
+    @property
+    def tuning_dir(self) -> Path:
+        return self.home / "trainer" / "tuning"
+
+    def base_dir(self, base_checkpoint: str) -> Path:
+        """The directory of a registry model's base checkpoint (empty or 'default' = the default model)."""
+        name = base_checkpoint.strip()
+        if name in ("", "default"):
+            return self.default_model
+        path = (self.default_model.resolve().parent / name).resolve()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"base checkpoint {base_checkpoint!r} is not a model directory on this trainer")
+        return path
