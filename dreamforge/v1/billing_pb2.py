@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from dreamforge.v1 import common_pb2 as dreamforge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64reamforge/v1/billing.proto\x12\rdreamforge.v1\x1a\x1a\x64reamforge/v1/common.proto\"R\n\x0fGetUsageRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x0c\n\x04\x66rom\x18\x02 \x01(\t\x12\n\n\x02to\x18\x03 \x01(\t\"\x89\x01\n\x0cUsageSummary\x12\x10\n\x08requests\x18\x01 \x01(\x03\x12\x0e\n\x06images\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x18\n\x10\x63ost_minor_units\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\"b\n\rReportRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x10\n\x08group_by\x18\x02 \x03(\t\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\n\n\x02to\x18\x04 \x01(\t\"\x86\x02\n\tReportRow\x12\x32\n\x05group\x18\x01 \x03(\x0b\x32#.dreamforge.v1.ReportRow.GroupEntry\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x0e\n\x06images\x18\x03 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x15\n\routput_tokens\x18\x05 \x01(\x03\x12\x18\n\x10\x63ost_minor_units\x18\x06 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x07 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x08 \x01(\x01\x1a,\n\nGroupEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x0eReportResponse\x12&\n\x04rows\x18\x01 \x03(\x0b\x32\x18.dreamforge.v1.ReportRow\x12(\n\x06totals\x18\x02 \x01(\x0b\x32\x18.dreamforge.v1.ReportRow\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\"\xc5\x01\n\x0cQuoteRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x0c\n\x04plan\x18\x02 \x01(\t\x12I\n\x10images_per_month\x18\x03 \x03(\x0b\x32/.dreamforge.v1.QuoteRequest.ImagesPerMonthEntry\x1a\x35\n\x13ImagesPerMonthEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x7f\n\tQuoteLine\x12\r\n\x05skill\x18\x01 \x01(\t\x12\x0e\n\x06images\x18\x02 \x01(\x03\x12\x17\n\x0f\x62illable_images\x18\x03 \x01(\x03\x12\x1e\n\x16unit_price_minor_units\x18\x04 \x01(\x03\x12\x1a\n\x12\x61mount_minor_units\x18\x05 \x01(\x03\"s\n\rQuoteResponse\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\'\n\x05lines\x18\x02 \x03(\x0b\x32\x18.dreamforge.v1.QuoteLine\x12\x19\n\x11total_minor_units\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\"I\n\x11\x43heckQuotaRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\r\n\x05skill\x18\x02 \x01(\t\"5\n\x12\x43heckQuotaResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xb7\x02\n\x0e\x42illingService\x12G\n\x08GetUsage\x12\x1e.dreamforge.v1.GetUsageRequest\x1a\x1b.dreamforge.v1.UsageSummary\x12\x45\n\x06Report\x12\x1c.dreamforge.v1.ReportRequest\x1a\x1d.dreamforge.v1.ReportResponse\x12\x42\n\x05Quote\x12\x1b.dreamforge.v1.QuoteRequest\x1a\x1c.dreamforge.v1.QuoteResponse\x12Q\n\nCheckQuota\x12 .dreamforge.v1.CheckQuotaRequest\x1a!.dreamforge.v1.CheckQuotaResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64reamforge/v1/billing.proto\x12\rdreamforge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1a\x64reamforge/v1/common.proto\"R\n\x0fGetUsageRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x0c\n\x04\x66rom\x18\x02 \x01(\t\x12\n\n\x02to\x18\x03 \x01(\t\"\xfc\x01\n\x0cUsageSummary\x12\x10\n\x08requests\x18\x01 \x01(\x03\x12\x0e\n\x06images\x18\x02 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x03 \x01(\x03\x12\x15\n\routput_tokens\x18\x04 \x01(\x03\x12\x18\n\x10\x63ost_minor_units\x18\x05 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x17\n\x0f\x62illable_images\x18\x07 \x01(\x03\x12\x0c\n\x04\x66rom\x18\x08 \x01(\t\x12\n\n\x02to\x18\t \x01(\t\x12\x0c\n\x04plan\x18\n \x01(\t\x12\x14\n\x0cmonth_images\x18\x0b \x01(\x03\x12\x1a\n\x12month_limit_images\x18\x0c \x01(\x03\"r\n\rReportRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x10\n\x08group_by\x18\x02 \x03(\t\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\n\n\x02to\x18\x04 \x01(\t\x12\x0e\n\x06tenant\x18\x05 \x01(\t\"\x9f\x02\n\tReportRow\x12\x32\n\x05group\x18\x01 \x03(\x0b\x32#.dreamforge.v1.ReportRow.GroupEntry\x12\x10\n\x08requests\x18\x02 \x01(\x03\x12\x0e\n\x06images\x18\x03 \x01(\x03\x12\x14\n\x0cinput_tokens\x18\x04 \x01(\x03\x12\x15\n\routput_tokens\x18\x05 \x01(\x03\x12\x18\n\x10\x63ost_minor_units\x18\x06 \x01(\x03\x12\x16\n\x0elatency_p50_ms\x18\x07 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x08 \x01(\x01\x12\x17\n\x0f\x62illable_images\x18\t \x01(\x03\x1a,\n\nGroupEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa0\x01\n\x0eReportResponse\x12&\n\x04rows\x18\x01 \x03(\x0b\x32\x18.dreamforge.v1.ReportRow\x12(\n\x06totals\x18\x02 \x01(\x0b\x32\x18.dreamforge.v1.ReportRow\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12\x10\n\x08group_by\x18\x04 \x03(\t\x12\x0c\n\x04\x66rom\x18\x05 \x01(\t\x12\n\n\x02to\x18\x06 \x01(\t\"\xc5\x01\n\x0cQuoteRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x0c\n\x04plan\x18\x02 \x01(\t\x12I\n\x10images_per_month\x18\x03 \x03(\x0b\x32/.dreamforge.v1.QuoteRequest.ImagesPerMonthEntry\x1a\x35\n\x13ImagesPerMonthEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x98\x01\n\tQuoteLine\x12\r\n\x05skill\x18\x01 \x01(\t\x12\x0e\n\x06images\x18\x02 \x01(\x03\x12\x17\n\x0f\x62illable_images\x18\x03 \x01(\x03\x12\x1e\n\x16unit_price_minor_units\x18\x04 \x01(\x03\x12\x1a\n\x12\x61mount_minor_units\x18\x05 \x01(\x03\x12\x17\n\x0fincluded_images\x18\x06 \x01(\x03\"\xba\x01\n\rQuoteResponse\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\'\n\x05lines\x18\x02 \x03(\x0b\x32\x18.dreamforge.v1.QuoteLine\x12\x19\n\x11total_minor_units\x18\x03 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x04 \x01(\t\x12\x14\n\x0ctotal_images\x18\x05 \x01(\x03\x12\x19\n\x11hard_limit_images\x18\x06 \x01(\x03\x12\x14\n\x0cwithin_limit\x18\x07 \x01(\x08\"Y\n\x11\x43heckQuotaRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\r\n\x05skill\x18\x02 \x01(\t\x12\x0e\n\x06images\x18\x03 \x01(\x05\"\x8c\x01\n\x12\x43heckQuotaResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12\x13\n\x0bused_images\x18\x04 \x01(\x03\x12\x14\n\x0climit_images\x18\x05 \x01(\x03\x12\x15\n\rretry_after_s\x18\x06 \x01(\x03\"\xfb\x02\n\x04Plan\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63urrency\x18\x03 \x01(\t\x12@\n\x0fincluded_images\x18\x04 \x03(\x0b\x32\'.dreamforge.v1.Plan.IncludedImagesEntry\x12L\n\x16unit_price_minor_units\x18\x05 \x03(\x0b\x32,.dreamforge.v1.Plan.UnitPriceMinorUnitsEntry\x12\x19\n\x11hard_limit_images\x18\x06 \x01(\x03\x12\x14\n\x0climit_status\x18\x07 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x1a\x35\n\x13IncludedImagesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\x1a:\n\x18UnitPriceMinorUnitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"9\n\x10ListPlansRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\"7\n\x11ListPlansResponse\x12\"\n\x05plans\x18\x01 \x03(\x0b\x32\x13.dreamforge.v1.Plan\"C\n\x0eGetPlanRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\n\n\x02id\x18\x02 \x01(\t\"Z\n\x0ePutPlanRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12!\n\x04plan\x18\x02 \x01(\x0b\x32\x13.dreamforge.v1.Plan\"\x98\x01\n\x0ePlanAssignment\x12\x0c\n\x04plan\x18\x01 \x01(\t\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61ssigned_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x61ssigned_by\x18\x04 \x01(\t\"y\n\nTenantPlan\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12$\n\x07\x63urrent\x18\x02 \x01(\x0b\x32\x13.dreamforge.v1.Plan\x12\x32\n\x0b\x61ssignments\x18\x03 \x03(\x0b\x32\x1d.dreamforge.v1.PlanAssignment\"P\n\x14GetTenantPlanRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x11\n\ttenant_id\x18\x02 \x01(\t\"\x8f\x01\n\x11\x41ssignPlanRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x11\n\ttenant_id\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_from\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\":\n\x14StripeWebhookRequest\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\t\"J\n\x15StripeWebhookResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x32\x83\x06\n\x0e\x42illingService\x12G\n\x08GetUsage\x12\x1e.dreamforge.v1.GetUsageRequest\x1a\x1b.dreamforge.v1.UsageSummary\x12\x45\n\x06Report\x12\x1c.dreamforge.v1.ReportRequest\x1a\x1d.dreamforge.v1.ReportResponse\x12\x42\n\x05Quote\x12\x1b.dreamforge.v1.QuoteRequest\x1a\x1c.dreamforge.v1.QuoteResponse\x12Q\n\nCheckQuota\x12 .dreamforge.v1.CheckQuotaRequest\x1a!.dreamforge.v1.CheckQuotaResponse\x12N\n\tListPlans\x12\x1f.dreamforge.v1.ListPlansRequest\x1a .dreamforge.v1.ListPlansResponse\x12=\n\x07GetPlan\x12\x1d.dreamforge.v1.GetPlanRequest\x1a\x13.dreamforge.v1.Plan\x12=\n\x07PutPlan\x12\x1d.dreamforge.v1.PutPlanRequest\x1a\x13.dreamforge.v1.Plan\x12O\n\rGetTenantPlan\x12#.dreamforge.v1.GetTenantPlanRequest\x1a\x19.dreamforge.v1.TenantPlan\x12I\n\nAssignPlan\x12 .dreamforge.v1.AssignPlanRequest\x1a\x19.dreamforge.v1.TenantPlan\x12`\n\x13RecordStripeWebhook\x12#.dreamforge.v1.StripeWebhookRequest\x1a$.dreamforge.v1.StripeWebhookResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,30 +37,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTROW_GROUPENTRY']._serialized_options = b'8\001'
   _globals['_QUOTEREQUEST_IMAGESPERMONTHENTRY']._loaded_options = None
   _globals['_QUOTEREQUEST_IMAGESPERMONTHENTRY']._serialized_options = b'8\001'
-  _globals['_GETUSAGEREQUEST']._serialized_start=74
-  _globals['_GETUSAGEREQUEST']._serialized_end=156
-  _globals['_USAGESUMMARY']._serialized_start=159
-  _globals['_USAGESUMMARY']._serialized_end=296
-  _globals['_REPORTREQUEST']._serialized_start=298
-  _globals['_REPORTREQUEST']._serialized_end=396
-  _globals['_REPORTROW']._serialized_start=399
-  _globals['_REPORTROW']._serialized_end=661
-  _globals['_REPORTROW_GROUPENTRY']._serialized_start=617
-  _globals['_REPORTROW_GROUPENTRY']._serialized_end=661
-  _globals['_REPORTRESPONSE']._serialized_start=663
-  _globals['_REPORTRESPONSE']._serialized_end=779
-  _globals['_QUOTEREQUEST']._serialized_start=782
-  _globals['_QUOTEREQUEST']._serialized_end=979
-  _globals['_QUOTEREQUEST_IMAGESPERMONTHENTRY']._serialized_start=926
-  _globals['_QUOTEREQUEST_IMAGESPERMONTHENTRY']._serialized_end=979
-  _globals['_QUOTELINE']._serialized_start=981
-  _globals['_QUOTELINE']._serialized_end=1108
-  _globals['_QUOTERESPONSE']._serialized_start=1110
-  _globals['_QUOTERESPONSE']._serialized_end=1225
-  _globals['_CHECKQUOTAREQUEST']._serialized_start=1227
-  _globals['_CHECKQUOTAREQUEST']._serialized_end=1300
-  _globals['_CHECKQUOTARESPONSE']._serialized_start=1302
-  _globals['_CHECKQUOTARESPONSE']._serialized_end=1355
-  _globals['_BILLINGSERVICE']._serialized_start=1358
-  _globals['_BILLINGSERVICE']._serialized_end=1669
+  _globals['_PLAN_INCLUDEDIMAGESENTRY']._loaded_options = None
+  _globals['_PLAN_INCLUDEDIMAGESENTRY']._serialized_options = b'8\001'
+  _globals['_PLAN_UNITPRICEMINORUNITSENTRY']._loaded_options = None
+  _globals['_PLAN_UNITPRICEMINORUNITSENTRY']._serialized_options = b'8\001'
+  _globals['_GETUSAGEREQUEST']._serialized_start=107
+  _globals['_GETUSAGEREQUEST']._serialized_end=189
+  _globals['_USAGESUMMARY']._serialized_start=192
+  _globals['_USAGESUMMARY']._serialized_end=444
+  _globals['_REPORTREQUEST']._serialized_start=446
+  _globals['_REPORTREQUEST']._serialized_end=560
+  _globals['_REPORTROW']._serialized_start=563
+  _globals['_REPORTROW']._serialized_end=850
+  _globals['_REPORTROW_GROUPENTRY']._serialized_start=806
+  _globals['_REPORTROW_GROUPENTRY']._serialized_end=850
+  _globals['_REPORTRESPONSE']._serialized_start=853
+  _globals['_REPORTRESPONSE']._serialized_end=1013
+  _globals['_QUOTEREQUEST']._serialized_start=1016
+  _globals['_QUOTEREQUEST']._serialized_end=1213
+  _globals['_QUOTEREQUEST_IMAGESPERMONTHENTRY']._serialized_start=1160
+  _globals['_QUOTEREQUEST_IMAGESPERMONTHENTRY']._serialized_end=1213
+  _globals['_QUOTELINE']._serialized_start=1216
+  _globals['_QUOTELINE']._serialized_end=1368
+  _globals['_QUOTERESPONSE']._serialized_start=1371
+  _globals['_QUOTERESPONSE']._serialized_end=1557
+  _globals['_CHECKQUOTAREQUEST']._serialized_start=1559
+  _globals['_CHECKQUOTAREQUEST']._serialized_end=1648
+  _globals['_CHECKQUOTARESPONSE']._serialized_start=1651
+  _globals['_CHECKQUOTARESPONSE']._serialized_end=1791
+  _globals['_PLAN']._serialized_start=1794
+  _globals['_PLAN']._serialized_end=2173
+  _globals['_PLAN_INCLUDEDIMAGESENTRY']._serialized_start=2060
+  _globals['_PLAN_INCLUDEDIMAGESENTRY']._serialized_end=2113
+  _globals['_PLAN_UNITPRICEMINORUNITSENTRY']._serialized_start=2115
+  _globals['_PLAN_UNITPRICEMINORUNITSENTRY']._serialized_end=2173
+  _globals['_LISTPLANSREQUEST']._serialized_start=2175
+  _globals['_LISTPLANSREQUEST']._serialized_end=2232
+  _globals['_LISTPLANSRESPONSE']._serialized_start=2234
+  _globals['_LISTPLANSRESPONSE']._serialized_end=2289
+  _globals['_GETPLANREQUEST']._serialized_start=2291
+  _globals['_GETPLANREQUEST']._serialized_end=2358
+  _globals['_PUTPLANREQUEST']._serialized_start=2360
+  _globals['_PUTPLANREQUEST']._serialized_end=2450
+  _globals['_PLANASSIGNMENT']._serialized_start=2453
+  _globals['_PLANASSIGNMENT']._serialized_end=2605
+  _globals['_TENANTPLAN']._serialized_start=2607
+  _globals['_TENANTPLAN']._serialized_end=2728
+  _globals['_GETTENANTPLANREQUEST']._serialized_start=2730
+  _globals['_GETTENANTPLANREQUEST']._serialized_end=2810
+  _globals['_ASSIGNPLANREQUEST']._serialized_start=2813
+  _globals['_ASSIGNPLANREQUEST']._serialized_end=2956
+  _globals['_STRIPEWEBHOOKREQUEST']._serialized_start=2958
+  _globals['_STRIPEWEBHOOKREQUEST']._serialized_end=3016
+  _globals['_STRIPEWEBHOOKRESPONSE']._serialized_start=3018
+  _globals['_STRIPEWEBHOOKRESPONSE']._serialized_end=3092
+  _globals['_BILLINGSERVICE']._serialized_start=3095
+  _globals['_BILLINGSERVICE']._serialized_end=3866
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class BillingServiceStub:
-    """Exactly-once usage ledger, pricing plans, reports and quotas.
+    """Exactly-once usage ledger, pricing plans, reports, quotes, quotas and the Stripe bridge.
+    Money is always integer minor units of `currency` (cents for "usd"): never a float.
     """
 
     def __init__(self, channel):
@@ -55,10 +56,41 @@ class BillingServiceStub:
                 request_serializer=dreamforge_dot_v1_dot_billing__pb2.CheckQuotaRequest.SerializeToString,
                 response_deserializer=dreamforge_dot_v1_dot_billing__pb2.CheckQuotaResponse.FromString,
                 _registered_method=True)
+        self.ListPlans = channel.unary_unary(
+                '/dreamforge.v1.BillingService/ListPlans',
+                request_serializer=dreamforge_dot_v1_dot_billing__pb2.ListPlansRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_billing__pb2.ListPlansResponse.FromString,
+                _registered_method=True)
+        self.GetPlan = channel.unary_unary(
+                '/dreamforge.v1.BillingService/GetPlan',
+                request_serializer=dreamforge_dot_v1_dot_billing__pb2.GetPlanRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_billing__pb2.Plan.FromString,
+                _registered_method=True)
+        self.PutPlan = channel.unary_unary(
+                '/dreamforge.v1.BillingService/PutPlan',
+                request_serializer=dreamforge_dot_v1_dot_billing__pb2.PutPlanRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_billing__pb2.Plan.FromString,
+                _registered_method=True)
+        self.GetTenantPlan = channel.unary_unary(
+                '/dreamforge.v1.BillingService/GetTenantPlan',
+                request_serializer=dreamforge_dot_v1_dot_billing__pb2.GetTenantPlanRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_billing__pb2.TenantPlan.FromString,
+                _registered_method=True)
+        self.AssignPlan = channel.unary_unary(
+                '/dreamforge.v1.BillingService/AssignPlan',
+                request_serializer=dreamforge_dot_v1_dot_billing__pb2.AssignPlanRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_billing__pb2.TenantPlan.FromString,
+                _registered_method=True)
+        self.RecordStripeWebhook = channel.unary_unary(
+                '/dreamforge.v1.BillingService/RecordStripeWebhook',
+                request_serializer=dreamforge_dot_v1_dot_billing__pb2.StripeWebhookRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_billing__pb2.StripeWebhookResponse.FromString,
+                _registered_method=True)
 
 
 class BillingServiceServicer:
-    """Exactly-once usage ledger, pricing plans, reports and quotas.
+    """Exactly-once usage ledger, pricing plans, reports, quotes, quotas and the Stripe bridge.
+    Money is always integer minor units of `currency` (cents for "usd"): never a float.
     """
 
     def GetUsage(self, request, context):
@@ -80,6 +112,42 @@ class BillingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckQuota(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPlans(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenantPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordStripeWebhook(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +176,36 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     request_deserializer=dreamforge_dot_v1_dot_billing__pb2.CheckQuotaRequest.FromString,
                     response_serializer=dreamforge_dot_v1_dot_billing__pb2.CheckQuotaResponse.SerializeToString,
             ),
+            'ListPlans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlans,
+                    request_deserializer=dreamforge_dot_v1_dot_billing__pb2.ListPlansRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_billing__pb2.ListPlansResponse.SerializeToString,
+            ),
+            'GetPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPlan,
+                    request_deserializer=dreamforge_dot_v1_dot_billing__pb2.GetPlanRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_billing__pb2.Plan.SerializeToString,
+            ),
+            'PutPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutPlan,
+                    request_deserializer=dreamforge_dot_v1_dot_billing__pb2.PutPlanRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_billing__pb2.Plan.SerializeToString,
+            ),
+            'GetTenantPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenantPlan,
+                    request_deserializer=dreamforge_dot_v1_dot_billing__pb2.GetTenantPlanRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_billing__pb2.TenantPlan.SerializeToString,
+            ),
+            'AssignPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignPlan,
+                    request_deserializer=dreamforge_dot_v1_dot_billing__pb2.AssignPlanRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_billing__pb2.TenantPlan.SerializeToString,
+            ),
+            'RecordStripeWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordStripeWebhook,
+                    request_deserializer=dreamforge_dot_v1_dot_billing__pb2.StripeWebhookRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_billing__pb2.StripeWebhookResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'dreamforge.v1.BillingService', rpc_method_handlers)
@@ -117,7 +215,8 @@ def add_BillingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class BillingService:
-    """Exactly-once usage ledger, pricing plans, reports and quotas.
+    """Exactly-once usage ledger, pricing plans, reports, quotes, quotas and the Stripe bridge.
+    Money is always integer minor units of `currency` (cents for "usd"): never a float.
     """
 
     @staticmethod
@@ -218,6 +317,168 @@ class BillingService:
             '/dreamforge.v1.BillingService/CheckQuota',
             dreamforge_dot_v1_dot_billing__pb2.CheckQuotaRequest.SerializeToString,
             dreamforge_dot_v1_dot_billing__pb2.CheckQuotaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.BillingService/ListPlans',
+            dreamforge_dot_v1_dot_billing__pb2.ListPlansRequest.SerializeToString,
+            dreamforge_dot_v1_dot_billing__pb2.ListPlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.BillingService/GetPlan',
+            dreamforge_dot_v1_dot_billing__pb2.GetPlanRequest.SerializeToString,
+            dreamforge_dot_v1_dot_billing__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.BillingService/PutPlan',
+            dreamforge_dot_v1_dot_billing__pb2.PutPlanRequest.SerializeToString,
+            dreamforge_dot_v1_dot_billing__pb2.Plan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenantPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.BillingService/GetTenantPlan',
+            dreamforge_dot_v1_dot_billing__pb2.GetTenantPlanRequest.SerializeToString,
+            dreamforge_dot_v1_dot_billing__pb2.TenantPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.BillingService/AssignPlan',
+            dreamforge_dot_v1_dot_billing__pb2.AssignPlanRequest.SerializeToString,
+            dreamforge_dot_v1_dot_billing__pb2.TenantPlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordStripeWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.BillingService/RecordStripeWebhook',
+            dreamforge_dot_v1_dot_billing__pb2.StripeWebhookRequest.SerializeToString,
+            dreamforge_dot_v1_dot_billing__pb2.StripeWebhookResponse.FromString,
             options,
             channel_credentials,
             insecure,

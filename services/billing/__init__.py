@@ -1,1 +1,1 @@
-"""Billing: the exactly-once usage ledger (pricing, reports and Stripe come with the billing issue)."""
+"""Billing: the exactly-once priced usage ledger, plans, reports, quotas and Stripe metering."""

@@ -1,7 +1,7 @@
 """`python -m services.billing`: run the billing service until SIGTERM."""
 
 from dreamforge.runtime import service_main
-from dreamforge.settings import PlatformSettings
 from services.billing.main import build
+from services.billing.settings import BillingSettings
 
-service_main("billing", PlatformSettings(), build)
+service_main("billing", BillingSettings(), build)

@@ -84,7 +84,8 @@ async def test_billing_ledger_counts_each_usage_event_once(nats_url: str, tmp_pa
             assert (reply.requests, reply.images, reply.input_tokens, reply.output_tokens) == (3, 3, 30, 15)
             other = await stub.GetUsage(billing_pb2.GetUsageRequest(caller=caller("t_b")))
             assert other.images == 7
-            await _expect_unimplemented(stub.Quote(billing_pb2.QuoteRequest(caller=caller("t_a"))), "cost calculator")
+            quote = await stub.Quote(billing_pb2.QuoteRequest(caller=caller("t_a"), images_per_month={"caption": 10}))
+            assert (quote.plan, quote.total_minor_units) == ("payg", 20)
 
 
 async def test_feedback_keeps_each_output_once_and_isolates_tenants(nats_url: str, tmp_path: Path) -> None:

@@ -1,0 +1,189 @@
+"""Usage and cost reports over the ledger, grouped by any of tenant, key, model, version,
+alias, preview, skill, day and month.
+
+One GROUP BY in the database does the sums (the ledger stores each row's price, so a
+report is additions, never a re-pricing), and the totals are sums of the same rows, so
+they reconcile with the ledger by construction. Latency p50/p95 are nearest-rank
+percentiles (the smallest latency with at least p% of the group's rows at or below it):
+`percentile_disc` on PostgreSQL, the same definition as a registered aggregate on SQLite,
+so both give identical figures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_
+
+from dreamforge.db import Database
+from dreamforge.grpcio import FailedPrecondition, InvalidArgument
+from services.billing.tables import BillingTables
+
+DIMENSIONS = ("tenant", "key", "model", "version", "alias", "preview", "skill", "day", "month")
+#: Most rows one report may have (a finer grouping over a long window should be narrowed).
+MAX_ROWS = 100_000
+_PERCENTILES = "df_p50_p95"
+
+
+@dataclass
+class Row:
+    group: dict[str, str]
+    requests: int = 0
+    images: int = 0
+    billable_images: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_minor_units: int = 0
+    latency_p50_ms: float = 0.0
+    latency_p95_ms: float = 0.0
+
+
+@dataclass
+class Report:
+    group_by: list[str]
+    start: datetime | None
+    end: datetime | None
+    rows: list[Row] = field(default_factory=list)
+    totals: Row = field(default_factory=lambda: Row({}))
+    currency: str = "usd"
+
+
+def parse_time(value: str, name: str) -> datetime | None:
+    """An ISO date (`2026-12-01`, midnight UTC) or date-time; naive = UTC; empty = None."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"query field `{name}` must be an ISO 8601 date (2026-12-01) or date-time "
+                              f"(2026-12-01T10:00:00Z), got {value!r}") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def check_group_by(group_by: list[str]) -> list[str]:
+    out: list[str] = []
+    for item in group_by:
+        for name in (part.strip() for part in item.split(",")):
+            if not name:
+                continue
+            if name not in DIMENSIONS:
+                raise InvalidArgument(f"query field `group_by`: unknown dimension {name!r}; use any of "
+                                      f"{', '.join(DIMENSIONS)}")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def nearest_rank(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    return values[max(0, math.ceil(p * len(values)) - 1)]
+
+
+class _Percentiles:
+    """SQLite aggregate: 'p50 p95' of its inputs, nearest rank (= PostgreSQL's percentile_disc)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def step(self, value: float | None) -> None:
+        if value is not None:
+            self.values.append(value)
+
+    def finalize(self) -> str:
+        self.values.sort()
+        return f"{nearest_rank(self.values, 0.5)!r} {nearest_rank(self.values, 0.95)!r}"
+
+
+def install_sqlite_functions(engine: AsyncEngine) -> None:
+    """Register the percentile aggregate on every SQLite connection the pool opens."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def register(dbapi_conn: Any, _record: Any) -> None:
+        raw = dbapi_conn._connection  # the aiosqlite connection: its own thread owns the sqlite3 handle
+        await_(raw._execute(raw._conn.create_aggregate, _PERCENTILES, 1, _Percentiles))
+
+
+class Reports:
+    def __init__(self, db: Database, tables: BillingTables) -> None:
+        self.db = db
+        self.t = tables.ledger
+
+    def _column(self, name: str) -> sa.ColumnElement[Any]:
+        t = self.t
+        return {
+            "tenant": t.c.tenant_id, "key": t.c.key_id, "model": t.c.model_id,
+            "version": t.c.version, "alias": t.c.alias, "skill": t.c.skill, "day": t.c.day, "month": t.c.month,
+            "preview": sa.case((t.c.is_preview, t.c.alias), else_=sa.literal("")),
+        }[name].label(f"g_{name}")
+
+    def _measures(self) -> list[sa.ColumnElement[Any]]:
+        t = self.t
+        sums = [sa.func.count().label("requests")] + [
+            sa.func.coalesce(sa.func.sum(c), 0).label(c.name)
+            for c in (t.c.images, t.c.billable_images, t.c.input_tokens, t.c.output_tokens, t.c.cost_minor_units)]
+        if self.db.dialect == "postgresql":
+            return [*sums, sa.func.percentile_disc(0.5).within_group(t.c.latency_ms).label("p50"),
+                    sa.func.percentile_disc(0.95).within_group(t.c.latency_ms).label("p95")]
+        return [*sums, sa.func.df_p50_p95(t.c.latency_ms).label("pct")]
+
+    def _row(self, group: dict[str, str], r: Any) -> Row:
+        if self.db.dialect == "postgresql":
+            p50, p95 = float(r.p50 or 0.0), float(r.p95 or 0.0)
+        else:
+            p50, p95 = (float(x) for x in str(r.pct or "0.0 0.0").split())
+        return Row(group, int(r.requests), int(r.images), int(r.billable_images), int(r.input_tokens),
+                   int(r.output_tokens), int(r.cost_minor_units), round(p50, 3), round(p95, 3))
+
+    async def report(self, tenants: list[str] | None, group_by: list[str], start: datetime | None,
+                     end: datetime | None) -> Report:
+        """`tenants` None = every tenant (an operator's report)."""
+        if start and end and end <= start:
+            raise InvalidArgument("query field `to` must be later than `from`")
+        t = self.t
+        where: list[sa.ColumnElement[bool]] = []
+        if tenants is not None:
+            where.append(t.c.tenant_id.in_(tenants))
+        if start is not None:
+            where.append(t.c.occurred_at >= start)
+        if end is not None:
+            where.append(t.c.occurred_at < end)
+        dims = [self._column(name) for name in group_by]
+        grouped = sa.select(*dims, *self._measures()).where(*where)
+        if dims:
+            grouped = grouped.group_by(*dims).order_by(*dims).limit(MAX_ROWS + 1)
+        report = Report(group_by, start, end)
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(grouped)).all()
+            if len(rows) > MAX_ROWS:
+                raise FailedPrecondition(f"the report has more than {MAX_ROWS} rows: narrow `from`/`to` or group "
+                                         "by fewer dimensions")
+            currencies = (await conn.execute(sa.select(t.c.currency).where(*where).distinct().limit(2))).scalars()
+            currency = list(currencies)
+            totals = rows[0] if not dims else (await conn.execute(sa.select(*self._measures()).where(*where))).one()
+        report.rows = [self._row({n: _text(r[i]) for i, n in enumerate(group_by)}, r) for r in rows] if dims else []
+        report.totals = self._row({}, totals)
+        report.currency = currency[0] if len(currency) == 1 else ("usd" if not currency else "mixed")
+        return report
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def month_start(now: datetime) -> datetime:
+    return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+def default_window(start: datetime | None, end: datetime | None, now: datetime) -> tuple[datetime, datetime]:
+    """GET /v1/usage: the current calendar month (UTC) unless told otherwise."""
+    return start or month_start(now), end or now + timedelta(seconds=1)
