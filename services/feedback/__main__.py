@@ -1,7 +1,7 @@
 """`python -m services.feedback`: run the feedback service until SIGTERM."""
 
 from dreamforge.runtime import service_main
-from dreamforge.settings import PlatformSettings
 from services.feedback.main import build
+from services.feedback.settings import FeedbackSettings
 
-service_main("feedback", PlatformSettings(), build)
+service_main("feedback", FeedbackSettings(), build)

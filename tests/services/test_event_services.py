@@ -111,8 +111,9 @@ async def test_feedback_keeps_each_output_once_and_isolates_tenants(nats_url: st
                 await stub.GetOutput(feedback_pb2.GetOutputRequest(caller=caller("t_b"), request_id="req_1"))
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
             await eventually(lambda: _consumer_idle(nats_url, INFERENCE_COMPLETED.stream, "feedback-outputs"))
-            await _expect_unimplemented(
-                stub.SubmitFeedback(feedback_pb2.SubmitFeedbackRequest(caller=caller("t_a"))), "rating outputs")
+            rating = await stub.SubmitFeedback(feedback_pb2.SubmitFeedbackRequest(
+                caller=caller("t_a"), request_id="req_1", kind="thumbs", value_json='"up"'))
+            assert rating.request_id == "req_1"
 
 
 async def test_trainer_buffers_each_reward_once(nats_url: str, tmp_path: Path) -> None:

@@ -1,0 +1,15 @@
+"""Feedback-only settings, on top of the platform's `DREAMFORGE_*` settings."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from dreamforge.settings import PlatformSettings
+
+
+class FeedbackSettings(PlatformSettings):
+    retention_days: int = Field(default=90, ge=0, le=36500,
+                                description="Default retention of a tenant's outputs, ratings and images (0 = forever)")
+    queue_overlap: int = Field(default=2, ge=1, le=20,
+                               description="Default number of raters the queue hands each output to")
+    purge_interval_s: float = Field(default=3600.0, gt=0, description="How often expired data is purged")
