@@ -19,7 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from redis.asyncio import Redis
 
 from dreamforge.bus import EventBus
-from dreamforge.v1 import inference_pb2_grpc, registry_pb2_grpc
+from dreamforge.v1 import inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
 from services.gateway.auth import AuthMiddleware, provide_principal
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.event_relay import EventRelay
@@ -35,8 +35,10 @@ from services.gateway.routes.events_ws import events_ws
 from services.gateway.routes.health import HealthController
 from services.gateway.routes.models import ModelsController, resolve
 from services.gateway.routes.skills import SKILL_ROUTES
+from services.gateway.routes.training import TrainingController, training_stream
 from services.gateway.settings import GatewaySettings
 from services.gateway.skills import SkillService
+from services.gateway.trainer_client import TrainerClient
 
 T = TypeVar("T")
 
@@ -51,6 +53,7 @@ class GatewayDeps:
     bus: EventBus
     registry: registry_pb2_grpc.RegistryServiceStub
     inference: inference_pb2_grpc.InferenceServiceStub | None = None
+    trainer: trainer_pb2_grpc.TrainerServiceStub | None = None
     #: False while starting or draining: `/ready` answers 503.
     serving: Callable[[], bool] = field(default=lambda: True)
 
@@ -75,10 +78,11 @@ def create_app(deps: GatewayDeps) -> Litestar:
         "relay": Provide(_const(EventRelay(deps.bus))),
         "skills": Provide(_const(SkillService(deps.inference, settings.backend_timeout_s))),
         "principal": Provide(provide_principal),
+        "trainer": Provide(_const(TrainerClient(deps.trainer, settings.backend_timeout_s))),
     }
     return Litestar(
         route_handlers=[HealthController, whoami, AdminController, ModelsController, resolve, events_ws,
-                        *SKILL_ROUTES, chat_completions],
+                        *SKILL_ROUTES, chat_completions, TrainingController, training_stream],
         dependencies=dependencies,
         middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter())],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -98,6 +102,8 @@ def create_app(deps: GatewayDeps) -> Litestar:
             tags=[Tag(name="skills", description="Caption, query, detect, point and chat (Moondream- and "
                                                  "OpenAI-compatible), side by side, in batches"),
                   Tag(name="models", description="Models, versions, aliases and previews"),
+                  Tag(name="training", description="Training jobs (GRPO, DPO, SFT on LoRA), live progress and "
+                                                   "the online trigger's policy"),
                   Tag(name="admin", description="Tenants and API keys (scope admin)"),
                   Tag(name="auth", description="The calling key"),
                   Tag(name="ops", description="Health and readiness (no key needed)")],

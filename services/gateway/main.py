@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from dreamforge.grpcio import channel
 from dreamforge.runtime import ServiceRuntime
-from dreamforge.v1 import gateway_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc
+from dreamforge.v1 import gateway_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
 from services.gateway.app import GatewayDeps, create_app
 from services.gateway.grpc_front import GatewayServicer
 from services.gateway.http_server import HttpServer
@@ -44,10 +44,12 @@ async def build(runtime: ServiceRuntime) -> Gateway:
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
     registry_channel = channel(settings.grpc_target("registry"))
     inference_channel = channel(settings.grpc_target("inference"))
+    trainer_channel = channel(settings.grpc_target("trainer"))
     deps = GatewayDeps(
         settings=settings, keys=keys, redis=redis, bus=runtime.bus,
         registry=registry_pb2_grpc.RegistryServiceStub(registry_channel),  # type: ignore[no-untyped-call]
         inference=inference_pb2_grpc.InferenceServiceStub(inference_channel),  # type: ignore[no-untyped-call]
+        trainer=trainer_pb2_grpc.TrainerServiceStub(trainer_channel),  # type: ignore[no-untyped-call]
         serving=lambda: runtime.ready,
     )
     runtime.add_servicer(
@@ -72,6 +74,7 @@ async def build(runtime: ServiceRuntime) -> Gateway:
         await redis.aclose()
         await registry_channel.close()
         await inference_channel.close()
+        await trainer_channel.close()
 
     runtime.on_start(start)
     runtime.on_stop(stop)

@@ -39,7 +39,8 @@ async def test_every_operation_is_documented(tmp_path: Path) -> None:
     doc = app.openapi_schema.to_schema()
     assert doc["info"]["title"] == "DreamForge API"
     operations = {(method.upper(), path): op for path, item in doc["paths"].items() for method, op in item.items()}
-    assert len(operations) == 31  # 24 + caption, query, detect, point, compare, batch, chat completions
+    # 24 + caption, query, detect, point, compare, batch, chat completions + 6 training (jobs x4, policy x2)
+    assert len(operations) == 37
     ids = [op["operationId"] for op in operations.values()]
     assert len(set(ids)) == len(ids)
     assert all(op.get("summary") and op.get("tags") for op in operations.values())
