@@ -1,7 +1,7 @@
 """Command line for the default model.
 
-    python -m dreamforge.model build --out DIR --seed 0 --minutes 30
-    python -m dreamforge.model eval --model DIR --split test --n 500
+python -m dreamforge.model build --out DIR --seed 0 --minutes 30
+python -m dreamforge.model eval --model DIR --split test --n 500
 """
 
 from __future__ import annotations

@@ -28,19 +28,19 @@ from dreamforge.model.tokenizer import CHAT_TEMPLATE, EOS, IMAGE
 @dataclass(frozen=True)
 class ModelSpec:
     image_size: int = 96
-    patch_size: int = 8
-    scale_factor: int = 2
-    vision_hidden: int = 128
+    patch_size: int = 16
+    scale_factor: int = 1
+    vision_hidden: int = 192
     vision_layers: int = 4
-    vision_heads: int = 4
-    vision_mlp: int = 384
+    vision_heads: int = 6
+    vision_mlp: int = 576
     text_hidden: int = 192
     text_layers: int = 4
     text_heads: int = 6
     text_kv_heads: int = 2
     text_mlp: int = 512
     max_positions: int = 512
-    tie_embeddings: bool = False
+    tie_embeddings: bool = True
 
     @property
     def image_seq_len(self) -> int:
@@ -53,7 +53,7 @@ class ModelSpec:
 # The default model, and a smaller spec the tests use to prove one code path loads differently sized models.
 DEFAULT_SPEC = ModelSpec()
 TINY_SPEC = ModelSpec(
-    image_size=32, patch_size=8, vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64,
+    image_size=32, patch_size=8, scale_factor=2, vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64,
     text_hidden=32, text_layers=1, text_heads=2, text_kv_heads=1, text_mlp=64, max_positions=256,
 )  # fmt: skip
 

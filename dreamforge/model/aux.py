@@ -14,11 +14,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dreamforge.world import COLOURS, SHAPES, Sample
+from dreamforge.world import COLOURS, PLURALS, SHAPES, Sample
 
 _COLOURS, _SHAPES = list(COLOURS), list(SHAPES)
 N_COLOUR, N_SHAPE, N_SIZE = len(_COLOURS) + 1, len(_SHAPES) + 1, 3  # class 0 = background
 N_REG = 6  # x_min, y_min, x_max, y_max, x_centre, y_centre
+_VALUES = (_COLOURS, _SHAPES, ["small", "large"])
 
 
 class AuxHead(nn.Module):
@@ -103,3 +104,136 @@ def alignment_loss(image_tokens: torch.Tensor, embeddings: torch.Tensor, classes
         logits = image_tokens.float() @ embeddings[ids].float().T
         loss = loss + F.cross_entropy(logits.reshape(-1, len(ids)), t[..., a].reshape(-1))
     return loss
+
+
+class AttentionTargets:
+    """Where three language-model heads should look, from the world's ground truth (training only).
+
+    - `ground` (layer 0): every referring noun of a prompt (`circle`, `circles`, `object`, `shapes`, with
+      the colour and size words before it) looks at the image tokens at the centres of the objects it names;
+    - `route` (layer 1): the position that starts a query's answer looks at the referring nouns;
+    - `locate` (layer 1): the positions that start each box or point of a detect/point answer look at the
+      centre of that object.
+    """
+
+    def __init__(self, tokenizer, image_token_id: int, grid: int) -> None:
+        ids = tokenizer.convert_tokens_to_ids
+        self.image_id, self.grid = image_token_id, grid
+        self.user, self.colon, self.eos, self.sep = ids("user"), ids(":"), ids(tokenizer.eos_token), ids(",")
+        self.colour = {ids(c): c for c in _COLOURS}
+        self.size = {ids("small"): "small", ids("large"): "large"}
+        self.noun = {ids(s): s for s in _SHAPES} | {ids(PLURALS[s]): s for s in _SHAPES}
+        self.generic = {ids("object"), ids("shapes")}
+
+    def __call__(self, batch, samples: list[Sample], conversations) -> dict[str, list[tuple]]:
+        """Per kind, (row, position, target positions, objects named) entries."""
+        out: dict[str, list[tuple]] = {"ground": [], "route": [], "locate": []}
+        ids, turns = batch["input_ids"], batch["turns"]
+        g = self.grid
+        for r, (sample, tasks) in enumerate(zip(samples, conversations, strict=True)):
+            seq = ids[r].tolist()
+            image_pos = [j for j, t in enumerate(seq) if t == self.image_id]
+            if len(image_pos) != g * g:
+                continue
+            cells = [
+                image_pos[min(int(o.centre[1] * g), g - 1) * g + min(int(o.centre[0] * g), g - 1)]
+                for o in sample.objects
+            ]
+            starts = [j for j in range(1, len(seq)) if seq[j] == self.colon and seq[j - 1] == self.user]
+            for k, task in enumerate(tasks, start=1):
+                if k > len(starts):
+                    break
+                j, nouns = starts[k - 1] + 1, []
+                while j < len(seq) and seq[j] != self.eos:
+                    t = seq[j]
+                    if t in self.noun or t in self.generic:
+                        attrs = {"shape": self.noun[t]} if t in self.noun else {}
+                        back = j - 1
+                        while back >= 0 and (seq[back] in self.colour or seq[back] in self.size):
+                            if seq[back] in self.colour:
+                                attrs["colour"] = self.colour[seq[back]]
+                            else:
+                                attrs["size"] = self.size[seq[back]]
+                            back -= 1
+                        objs = [o for o in sample.objects if all(getattr(o, a) == v for a, v in attrs.items())]
+                        if objs:
+                            out["ground"].append((r, j, [cells[sample.objects.index(o)] for o in objs], objs))
+                        nouns.append((j, objs))
+                    j += 1
+                span = (turns[r] == k).nonzero().flatten().tolist()
+                if not span:
+                    continue
+                if task.skill == "query" and nouns:
+                    named = [o for _, objs in nouns for o in objs]
+                    out["route"].append((r, span[0] - 1, [j for j, _ in nouns], named if len(nouns) == 1 else []))
+                elif task.skill in ("detect", "point") and task.refs:
+                    box_starts = [span[0] - 1] + [p for p in span if seq[p] == self.sep]
+                    for p, i in zip(box_starts, task.refs, strict=False):
+                        out["locate"].append((r, p, [cells[i]], [sample.objects[i]]))
+        return out
+
+
+def head_losses(
+    attn, captured: dict, targets, head: int, attention_mask: torch.Tensor, embeddings: torch.Tensor, classes, box_head
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For one head of one language-model layer: (-log of the attention mass it puts on the target positions,
+    loss of what it brings back). What it brings back (its output through o_proj) must name the colour, shape
+    and size of the objects named (scored against the word embeddings, as the tied output layer does), and,
+    for a single object, its box (through `box_head`, training only)."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    zero = embeddings.new_zeros((), dtype=torch.float32)
+    if not targets:
+        return zero, zero
+    h = captured["hidden_states"].float()
+    cos, sin = (t.float() for t in captured["position_embeddings"])
+    s = h.shape[1]
+    hd = attn.head_dim
+    kv = head // (attn.config.num_attention_heads // attn.config.num_key_value_heads)
+    q = h @ attn.q_proj.weight.float()[head * hd : (head + 1) * hd].T
+    k = h @ attn.k_proj.weight.float()[kv * hd : (kv + 1) * hd].T
+    v = h @ attn.v_proj.weight.float()[kv * hd : (kv + 1) * hd].T
+    q, k = apply_rotary_pos_emb(q[:, None], k[:, None], cos, sin)
+    scores = (q[:, 0] @ k[:, 0].transpose(-1, -2)) * attn.scaling  # batch, seq, seq
+    causal = torch.ones(s, s, dtype=torch.bool, device=h.device).triu(1)
+    scores = scores.masked_fill(causal[None] | (attention_mask[:, None, :] == 0), float("-inf"))
+    logp = scores.log_softmax(-1)
+    rows = torch.tensor([t[0] for t in targets], device=h.device)
+    pos = torch.tensor([t[1] for t in targets], device=h.device)
+    att = torch.stack([-torch.logsumexp(logp[r, p, cells], 0) for r, p, cells, _ in targets]).mean()
+    out = (logp[rows, pos].exp()[:, None, :] @ v[rows])[:, 0] @ attn.o_proj.weight.float()[
+        :, head * hd : (head + 1) * hd
+    ].T
+    value = zero
+    for a, (attr, ids) in enumerate(zip(("colour", "shape", "size"), classes, strict=True)):
+        labels = []
+        for *_, objs in targets:
+            vals = {getattr(o, attr) for o in objs}
+            labels.append(1 + _VALUES[a].index(vals.pop()) if len(vals) == 1 else -100)
+        lab = torch.tensor(labels, device=h.device)
+        if (lab >= 0).any():
+            value = value + F.cross_entropy(out @ embeddings[ids].float().T, lab, ignore_index=-100)
+    single = [i for i, t in enumerate(targets) if len(t[3]) == 1]
+    if single and box_head is not None:
+        boxes = torch.tensor([targets[i][3][0].box for i in single], device=h.device, dtype=torch.float32)
+        value = value + 10 * F.smooth_l1_loss(box_head(out[single]), boxes, beta=0.02)
+    return att, value
+
+
+@torch.no_grad()
+def patch_accuracy(head: AuxHead, vision, processor, samples: list[Sample], grid: int) -> dict[str, float]:
+    """Held-out probe of the vision tower: on the patches inside objects, the share whose colour / shape / size
+    the auxiliary head reads correctly (chance: 1/6, 1/6, 1/2), and the mean absolute error of the box it
+    regresses. Shows what the image features carry, independently of the language model."""
+    device = next(vision.parameters()).device
+    pixels = processor.image_processor([[s.image] for s in samples], return_tensors="pt")["pixel_values"][:, 0]
+    out = head(vision(pixel_values=pixels.to(device)).last_hidden_state.float())
+    t = {k: v.to(device) for k, v in patch_targets(samples, grid).items()}
+    m = t["mask"]
+    a, b, c = N_COLOUR, N_COLOUR + N_SHAPE, N_COLOUR + N_SHAPE + N_SIZE
+    acc = {
+        name: float((out[..., lo:hi].argmax(-1)[m] == t["cls"][..., k][m]).float().mean())
+        for k, (name, lo, hi) in enumerate((("colour", 0, a), ("shape", a, b), ("size", b, c)))
+    }
+    acc["box_mae"] = float((out[..., c + 1 :][m][:, :4] - t["reg"][m][:, :4]).abs().mean())
+    return acc

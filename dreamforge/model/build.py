@@ -25,14 +25,15 @@ import numpy as np
 import torch
 
 from dreamforge.model.arch import DEFAULT_SPEC, ModelSpec, build_config, build_model, build_processor
-from dreamforge.model.aux import AuxHead, alignment_loss, aux_loss, word_ids
-from dreamforge.model.data import IGNORE, training_batch
+from dreamforge.model.aux import AttentionTargets, AuxHead, alignment_loss, aux_loss, head_losses, word_ids
+from dreamforge.model.data import IGNORE, per_turn_loss, training_batch
+from dreamforge.model.init import init_vision_tower
 from dreamforge.model.tokenizer import build_tokenizer
 from dreamforge.world import DEFAULT_MIX, Sample, get_sample
 
 # Seconds per step measured on the reference CPU (2 cores, torch threads = 2) for the default spec and batch.
-CALIBRATION = {"vision_step_s": 0.25, "step_s": 0.75}
-VISION_SHARE = 0.12  # share of the budget spent on the vision warm-up
+CALIBRATION = {"vision_step_s": 0.25, "step_s": 0.40}
+VISION_SHARE = 0.25  # share of the budget spent on the vision warm-up
 
 
 @dataclass
@@ -41,23 +42,29 @@ class TrainConfig:
     spec: ModelSpec = DEFAULT_SPEC
     vision_steps: int = 400
     steps: int = 2000
-    batch_size: int = 16
+    batch_size: int = 8
     vision_batch_size: int = 32
     turns: int = 6
-    lr: float = 2e-3
+    lr: float = 3e-3
     vision_lr: float = 2e-3
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.05
     warmup: int = 100
     aux_weight: float = 0.5
-    align_weight: float = 0.0
-    autocast: bool = False
+    align_weight: float = 1.0
+    turn_mean: bool = True
+    attn_weight: float = 1.0
+    value_weight: float = 0.5
+    vision_lr_scale: float = 0.1  # the vision tower's learning rate in stage 2, relative to lr
+    curriculum: float = 0.0  # share of the main steps drawn from simpler scenes (1-3 objects)
+    autocast: bool = True
     grad_clip: float = 1.0
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     threads: int = 2
     device: str | None = None
     deadline_s: float | None = None
     log_every: int = 50
+    eval_every: int = 500
 
 
 def steps_for_budget(minutes: float, cfg: TrainConfig | None = None) -> tuple[int, int]:
@@ -83,28 +90,40 @@ class _Stream:
         self.rng = np.random.default_rng([seed, 1])
         self.image_size = image_size
 
-    def samples(self, n: int) -> list[Sample]:
-        out = [get_sample("train", self.next_index + i, self.image_size) for i in range(n)]
+    def samples(self, n: int, max_objects: int = 6) -> list[Sample]:
+        out = [get_sample("train", self.next_index + i, self.image_size, max_objects) for i in range(n)]
         self.next_index += n
         return out
 
 
-def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
+def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print, head: AuxHead | None = None) -> dict:
     """Train `model` in place; returns the history (losses, steps, seconds, stopped_early)."""
     torch.manual_seed(cfg.seed)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).train()
     spec = cfg.spec
     grid = spec.image_size // spec.patch_size
-    head = AuxHead(spec.vision_hidden).to(device)
+    head = (head or AuxHead(spec.vision_hidden)).to(device)
     stream = _Stream(cfg.seed, spec.image_size)
     captured: dict[str, torch.Tensor] = {}
     hooks = [
         model.model.vision_model.post_layernorm.register_forward_hook(lambda m, i, o: captured.__setitem__("v", o)),
         model.model.connector.register_forward_hook(lambda m, i, o: captured.__setitem__("c", o)),
     ]
-    classes = word_ids(processor.tokenizer)
     token_grid = grid // spec.scale_factor
+    layers = model.model.text_model.layers
+    # (layer, head) supervised by each kind of attention target; see AttentionTargets.
+    supervised = {"ground": (0, 0), "route": (min(1, len(layers) - 1), 0), "locate": (min(1, len(layers) - 1), 1)}
+    for li in {li for li, _ in supervised.values()}:
+        hooks.append(
+            layers[li].self_attn.register_forward_pre_hook(
+                lambda m, a, kw, li=li: captured.__setitem__(f"attn{li}", kw), with_kwargs=True
+            )
+        )
+    tok = processor.tokenizer
+    attention_targets = AttentionTargets(tok, model.config.image_token_id, token_grid)
+    classes = word_ids(tok)
+    box_head = torch.nn.Linear(spec.text_hidden, 4).to(device)
     history: dict = {"vision_loss": [], "loss": [], "aux_loss": [], "stopped_early": False}
     t0 = time.time()
 
@@ -115,7 +134,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     vision = model.model.vision_model
     params = list(vision.parameters()) + list(head.parameters())
     if cfg.align_weight:
-        params += list(model.model.connector.parameters()) + [model.get_input_embeddings().weight]
+        params += [*model.model.connector.parameters(), model.get_input_embeddings().weight]
     opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     for step in range(cfg.vision_steps):
         for g in opt.param_groups:
@@ -123,51 +142,67 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
         samples = stream.samples(cfg.vision_batch_size)
         batch = processor.image_processor([[s.image] for s in samples], return_tensors="pt")
         pixels = batch["pixel_values"][:, 0].to(device)
-        features = vision(pixel_values=pixels).last_hidden_state
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
+            features = vision(pixel_values=pixels).last_hidden_state
+            image_tokens = model.model.connector(features) if cfg.align_weight else None
         loss = aux_loss(head, features, samples, grid)
-        if cfg.align_weight:
+        if image_tokens is not None:
             emb = model.get_input_embeddings().weight
-            loss = loss + alignment_loss(model.model.connector(features), emb, classes, samples, token_grid)
+            loss = loss + alignment_loss(image_tokens, emb, classes, samples, token_grid)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         history["vision_loss"].append(loss.item())
         if (step + 1) % cfg.log_every == 0:
-            log(
-                f"vision step {step + 1}/{cfg.vision_steps} loss {np.mean(history['vision_loss'][-cfg.log_every :]):.3f}"
-            )
+            recent = np.mean(history["vision_loss"][-cfg.log_every :])
+            log(f"vision step {step + 1}/{cfg.vision_steps} loss {recent:.3f}")
         if over_deadline():
             history["stopped_early"] = True
             break
     history["vision_seconds"] = round(time.time() - t0, 1)
 
     # Stage 2: the whole model on the skills, with the dense loss as an auxiliary.
-    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.98),
-    )
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters()) + list(box_head.parameters())
+    in_vision = {id(p) for p in vision.parameters()}
+    groups = []
+    for is_vision in (False, True):
+        for decays in (True, False):
+            ps = [p for p in params if (id(p) in in_vision) == is_vision and (p.dim() >= 2) == decays]
+            scale = cfg.vision_lr_scale if is_vision else 1.0
+            groups.append({"params": ps, "weight_decay": cfg.weight_decay if decays else 0.0, "scale": scale})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
     t1 = time.time()
     for step in range(cfg.steps):
         if history["stopped_early"]:
             break
         for g in opt.param_groups:
-            g["lr"] = _lr(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
-        samples = stream.samples(cfg.batch_size)
+            g["lr"] = g["scale"] * _lr(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
+        samples = stream.samples(cfg.batch_size, 3 if step < cfg.curriculum * cfg.steps else 6)
         convs = [s.training_tasks(stream.rng, cfg.turns, cfg.mix) for s in samples]
         batch = training_batch(processor, [s.image for s in samples], convs).to(device)
+        targets = attention_targets(batch, samples, convs) if cfg.attn_weight else {}
+        turns, labels = batch.pop("turns"), batch.pop("labels")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
-            out = model(**batch)
-        loss = out.loss
+            logits = model(**batch).logits
+        loss = per_turn_loss(logits, labels, turns) if cfg.turn_mean else token_mean_loss(logits, labels)
         history["loss"].append(loss.item())
         if cfg.aux_weight:
             aux = aux_loss(head, captured["v"], samples, grid)
             history["aux_loss"].append(aux.item())
             loss = loss + cfg.aux_weight * aux
+        if targets:
+            emb = model.get_input_embeddings().weight
+            att = value = 0.0
+            for kind, (li, hd) in supervised.items():
+                a, v = head_losses(
+                    layers[li].self_attn, captured[f"attn{li}"], targets[kind], hd, batch["attention_mask"], emb,
+                    classes, box_head,
+                )  # fmt: skip
+                att, value = att + a, value + v
+            history.setdefault("attn_loss", []).append(float(att.detach()))
+            history.setdefault("value_loss", []).append(float(value.detach()))
+            loss = loss + cfg.attn_weight * att + cfg.value_weight * value
         if cfg.align_weight:
             emb = model.get_input_embeddings().weight
             align = alignment_loss(captured["c"], emb, classes, samples, token_grid)
@@ -183,38 +218,60 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
                 f"step {step + 1}/{cfg.steps} loss {np.mean(history['loss'][-n:]):.4f} "
                 f"aux {np.mean(history['aux_loss'][-n:]) if history['aux_loss'] else 0:.3f} "
                 f"align {np.mean(history.get('align_loss', [0])[-n:]):.3f} "
+                f"attn {np.mean(history.get('attn_loss', [0])[-n:]):.3f} "
+                f"value {np.mean(history.get('value_loss', [0])[-n:]):.3f} "
                 f"{time.time() - t1:.0f}s"
             )
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            acc = teacher_forced_accuracy(model, processor, "validation", 40, by_kind=True)
+            history.setdefault("validation", []).append({"step": step + 1, **acc})
+            log(f"validation (teacher-forced exact match) at step {step + 1}: {acc}")
         if over_deadline():
             history["stopped_early"] = True
             log(f"deadline reached after {step + 1} steps; stopping early")
     for h in hooks:
         h.remove()
     model.eval()
-    history.update(steps_done=len(history["loss"]), seconds=round(time.time() - t0, 1))
+    history.update(steps_done=len(history["loss"]), seconds=round(time.time() - t0, 1), head=head)
     history["images_seen"] = stream.next_index - (cfg.seed % 20) * 50_000_000
     return history
 
 
+def token_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE
+    )
+
+
 @torch.no_grad()
-def teacher_forced_accuracy(model, processor, split: str = "validation", n: int = 100) -> dict[str, float]:
+def teacher_forced_accuracy(
+    model, processor, split: str = "validation", n: int = 100, by_kind: bool = False, mismatch: bool = False
+) -> dict[str, float]:
     """Share of evaluation tasks whose whole answer is the argmax under teacher forcing (equal to greedy
-    exact match), per skill; cheap enough to watch during training."""
+    exact match), per skill; cheap enough to watch during training. `mismatch` pairs every task with the
+    next sample's image (the truth stays its own): a blind baseline that shows how much of the accuracy
+    comes from looking at the image rather than from answer priors."""
     device = next(model.parameters()).device
     size = processor.image_processor.max_image_size["longest_edge"]
     hits: dict[str, list[bool]] = {}
-    items = [(s, t) for s in (get_sample(split, i, size) for i in range(n)) for t in s.eval_tasks()]
+    samples = [get_sample(split, i, size) for i in range(n)]
+    images = [s.image for s in samples[1:] + samples[:1]] if mismatch else [s.image for s in samples]
+    items = [(im, t) for s, im in zip(samples, images, strict=True) for t in s.eval_tasks()]
     was_training = model.training
     model.eval()
     for b in range(0, len(items), 64):
         chunk = items[b : b + 64]
-        batch = training_batch(processor, [s.image for s, _ in chunk], [[t] for _, t in chunk]).to(device)
+        batch = training_batch(processor, [im for im, _ in chunk], [[t] for _, t in chunk]).to(device)
         labels = batch.pop("labels")
+        batch.pop("turns")
         pred = model(**batch).logits[:, :-1].argmax(-1)
         lab = labels[:, 1:]
         for r, (_, t) in enumerate(chunk):
             m = lab[r] != IGNORE
-            hits.setdefault(t.skill, []).append(bool((pred[r][m] == lab[r][m]).all()))
+            ok = bool((pred[r][m] == lab[r][m]).all())
+            hits.setdefault(t.skill, []).append(ok)
+            if t.skill == "query" and by_kind:
+                hits.setdefault(f"query_{t.kind}", []).append(ok)
     model.train(was_training)
     return {k: round(float(np.mean(v)), 4) for k, v in sorted(hits.items())}
 
@@ -246,6 +303,7 @@ def build_default_model(
     tokenizer = build_tokenizer()
     processor = build_processor(spec, tokenizer)
     model = build_model(build_config(spec, tokenizer), seed)
+    init_vision_tower(model, processor)
     log(f"building default model: {sum(p.numel() for p in model.parameters()):,} parameters, {cfg}")
     history = train(model, processor, cfg, log)
     model.to("cpu")
@@ -267,6 +325,7 @@ def build_default_model(
             "images_seen": history["images_seen"],
             "stopped_early": history["stopped_early"],
             "vision_seconds": history["vision_seconds"],
+            "validation": history.get("validation", []),
             "first_loss": round(float(np.mean(history["loss"][:20])), 4) if history["loss"] else None,
             "final_loss": round(float(np.mean(history["loss"][-50:])), 4) if history["loss"] else None,
             "loss_curve": [

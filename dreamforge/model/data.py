@@ -37,24 +37,25 @@ def conversation_text(processor, tasks: Sequence[Task]) -> str:
     return processor.apply_chat_template(messages)
 
 
-def answer_mask(input_ids: torch.Tensor, assistant_id: int, colon_id: int, eos_id: int) -> torch.Tensor:
-    """True on the tokens after each `assistant :` marker up to and including the next end of utterance."""
-    mask = torch.zeros_like(input_ids, dtype=torch.bool)
-    ids = input_ids.tolist()
-    for row, seq in enumerate(ids):
-        inside = False
+def answer_turns(input_ids: torch.Tensor, assistant_id: int, colon_id: int, eos_id: int) -> torch.Tensor:
+    """For each token, the 1-based index of the assistant answer it belongs to (the tokens after an
+    `assistant :` marker up to and including the next end of utterance), 0 elsewhere."""
+    turns = torch.zeros_like(input_ids)
+    for row, seq in enumerate(input_ids.tolist()):
+        inside, k = False, 0
         for j, tok in enumerate(seq):
             if inside:
-                mask[row, j] = True
+                turns[row, j] = k
                 if tok == eos_id:
                     inside = False
             elif tok == colon_id and j > 0 and seq[j - 1] == assistant_id:
-                inside = True
-    return mask
+                inside, k = True, k + 1
+    return turns
 
 
-def training_batch(processor, images: Sequence[Image.Image], conversations: Sequence[Sequence[Task]]) -> dict:
-    """Inputs and labels (answers only) for a batch of multi-turn conversations, right-padded."""
+def training_batch(processor, images: Sequence[Image.Image], conversations: Sequence[Sequence[Task]]):
+    """Inputs, `labels` (answers only) and `turns` (answer index per token) for a batch of multi-turn
+    conversations, right-padded."""
     tok = processor.tokenizer
     texts = [conversation_text(processor, tasks) for tasks in conversations]
     side = tok.padding_side
@@ -64,12 +65,22 @@ def training_batch(processor, images: Sequence[Image.Image], conversations: Sequ
     finally:
         tok.padding_side = side
     ids = batch["input_ids"]
-    mask = answer_mask(
-        ids,
-        tok.convert_tokens_to_ids("assistant"),
-        tok.convert_tokens_to_ids(":"),
-        tok.convert_tokens_to_ids(tok.eos_token),
-    )
-    labels = torch.where(mask & (batch["attention_mask"] > 0), ids, torch.full_like(ids, IGNORE))
-    batch["labels"] = labels
+    marker = tok.convert_tokens_to_ids("assistant"), tok.convert_tokens_to_ids(":")
+    turns = answer_turns(ids, *marker, tok.convert_tokens_to_ids(tok.eos_token)) * (batch["attention_mask"] > 0)
+    batch["labels"] = torch.where(turns > 0, ids, torch.full_like(ids, IGNORE))
+    batch["turns"] = turns
     return batch
+
+
+def per_turn_loss(logits: torch.Tensor, labels: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy averaged within each answer, then over answers: a one-word answer weighs as much as a
+    long caption (plain token averaging lets the long answers drown the short ones)."""
+    logits, labels, turns = logits[:, :-1].float(), labels[:, 1:], turns[:, 1:]
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
+    ce = ce.view_as(labels) * (labels != IGNORE)
+    n_turns = int(turns.max().item()) + 1
+    key = (torch.arange(turns.shape[0], device=turns.device)[:, None] * n_turns + turns).reshape(-1)
+    sums = torch.zeros(turns.shape[0] * n_turns, device=ce.device).index_add_(0, key, ce.reshape(-1))
+    counts = torch.zeros_like(sums).index_add_(0, key, (labels != IGNORE).reshape(-1).float())
+    valid = counts > 0
+    return (sums[valid] / counts[valid]).mean()

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from dreamforge.world import tasks as T
-from dreamforge.world.scene import Box, Point, WorldObject, render_scene
+from dreamforge.world.scene import MAX_OBJECTS, Box, Point, WorldObject, render_scene
 
 # split name -> (first seed, number of seeds); the ranges do not overlap.
 SPLITS: dict[str, tuple[int, int]] = {
@@ -78,7 +78,7 @@ class Sample:
                 want = answers[int(rng.integers(len(answers)))]  # balance answers, not questions
                 pool = [qa for qa in pool if qa.answer == want]
             qa = pool[int(rng.integers(len(pool)))]
-            return T.Task("query", qa.qtype, qa.question, qa.answer)
+            return T.Task("query", qa.qtype, qa.question, qa.answer, qa.refs)
         if skill in ("detect", "point"):
             targets = self.detect_targets() if skill == "detect" else self.point_targets()
             if rng.random() < ABSENT_RATE:
@@ -87,11 +87,12 @@ class Sample:
             else:
                 names = sorted(targets)
                 name, kind = names[int(rng.integers(len(names)))], "present"
+            refs = tuple(i for i, o in enumerate(self.objects) if name in (o.shape, o.name))
             if skill == "detect":
-                boxes = targets.get(name, [])
-                return T.Task("detect", kind, T.detect_prompt(name), T.format_boxes(boxes))  # type: ignore[arg-type]
-            pts = targets.get(name, [])
-            return T.Task("point", kind, T.point_prompt(name), T.format_points(pts))  # type: ignore[arg-type]
+                answer = T.format_boxes(targets.get(name, []))  # type: ignore[arg-type]
+                return T.Task("detect", kind, T.detect_prompt(name), answer, refs)
+            answer = T.format_points(targets.get(name, []))  # type: ignore[arg-type]
+            return T.Task("point", kind, T.point_prompt(name), answer, refs)
         raise ValueError(f"unknown skill {skill!r}")
 
     def training_tasks(self, rng: np.random.Generator, k: int, mix: dict[str, float] | None = None) -> list[T.Task]:
@@ -123,15 +124,15 @@ class Sample:
                 want = answers[int(rng.integers(len(answers)))]
                 pool = [qa for qa in pool if qa.answer == want]
             qa = pool[int(rng.integers(len(pool)))]
-            out.append(T.Task("query", qa.qtype, qa.question, qa.answer))
+            out.append(T.Task("query", qa.qtype, qa.question, qa.answer, qa.refs))
         out.append(self.task("detect", rng))
         out.append(self.task("point", rng))
         return out
 
 
-def get_sample(split: str, index: int, image_size: int = 96) -> Sample:
+def get_sample(split: str, index: int, image_size: int = 96, max_objects: int = MAX_OBJECTS) -> Sample:
     seed = split_seed(split, index)
-    scene = render_scene(seed, image_size)
+    scene = render_scene(seed, image_size, max_objects)
     return Sample(split, index, seed, scene.image, scene.objects, scene.background)
 
 

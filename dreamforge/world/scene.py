@@ -132,10 +132,11 @@ def _place(rng: np.random.Generator, sizes: list[str]) -> list[tuple[float, floa
     return placed
 
 
-def render_scene(seed: int, image_size: int = 96) -> Scene:
-    """Draw the scene for `seed` at `image_size` x `image_size` pixels (RGB)."""
+def render_scene(seed: int, image_size: int = 96, max_objects: int = MAX_OBJECTS) -> Scene:
+    """Draw the scene for `seed` at `image_size` x `image_size` pixels (RGB). A smaller `max_objects` draws
+    simpler scenes (a training curriculum); the default is the world proper."""
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, MAX_OBJECTS + 1))
+    n = int(rng.integers(1, max_objects + 1))
     colour_names = list(COLOURS)
     while True:
         sizes = [SIZES[int(rng.integers(0, 2))] for _ in range(n)]

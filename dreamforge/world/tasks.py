@@ -27,9 +27,12 @@ NONE = "none"
 
 @dataclass(frozen=True)
 class QA:
+    """A question, its answer, and `refs`: indices (into the scene's objects) of the objects it is about."""
+
     qtype: str
     question: str
     answer: str
+    refs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Task:
     kind: str
     prompt: str
     answer: str
+    refs: tuple[int, ...] = ()  # objects the answer is about (in answer order for detect and point)
 
 
 def caption_prompt(length: str) -> str:
@@ -141,63 +145,73 @@ def _unique(objects: list[WorldObject], **attrs: str) -> WorldObject | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def _where(objects: list[WorldObject], **attrs: str) -> tuple[int, ...]:
+    return tuple(i for i, o in enumerate(objects) if all(getattr(o, k) == v for k, v in attrs.items()))
+
+
 def questions(objects: list[WorldObject]) -> list[QA]:
-    """Every question this world asks about a scene, with its answer (a deterministic list)."""
+    """Every question this world asks about a scene, with its answer and the objects it depends on."""
     qs: list[QA] = []
     colours_here = sorted({o.colour for o in objects})
     shapes_here = sorted({o.shape for o in objects})
     for s in shapes_here:
-        if o := _unique(objects, shape=s):
-            qs.append(QA("colour", f"what colour is the {s}?", o.colour))
-        for size in ("small", "large"):
-            if (o := _unique(objects, shape=s, size=size)) and not _unique(objects, shape=s):
-                qs.append(QA("colour", f"what colour is the {size} {s}?", o.colour))
+        if len(ref := _where(objects, shape=s)) == 1:
+            qs.append(QA("colour", f"what colour is the {s}?", objects[ref[0]].colour, ref))
+        else:
+            for size in ("small", "large"):
+                if len(ref := _where(objects, shape=s, size=size)) == 1:
+                    qs.append(QA("colour", f"what colour is the {size} {s}?", objects[ref[0]].colour, ref))
     for c in colours_here:
-        if o := _unique(objects, colour=c):
-            qs.append(QA("shape", f"what shape is the {c} object?", o.shape))
-        for size in ("small", "large"):
-            if (o := _unique(objects, colour=c, size=size)) and not _unique(objects, colour=c):
-                qs.append(QA("shape", f"what shape is the {size} {c} object?", o.shape))
-    qs.append(QA("count", "how many shapes are there?", str(len(objects))))
+        if len(ref := _where(objects, colour=c)) == 1:
+            qs.append(QA("shape", f"what shape is the {c} object?", objects[ref[0]].shape, ref))
+        else:
+            for size in ("small", "large"):
+                if len(ref := _where(objects, colour=c, size=size)) == 1:
+                    qs.append(QA("shape", f"what shape is the {size} {c} object?", objects[ref[0]].shape, ref))
+    qs.append(QA("count", "how many shapes are there?", str(len(objects)), tuple(range(len(objects)))))
     for s in SHAPES:
-        qs.append(QA("count", f"how many {PLURALS[s]} are there?", str(sum(o.shape == s for o in objects))))
+        ref = _where(objects, shape=s)
+        qs.append(QA("count", f"how many {PLURALS[s]} are there?", str(len(ref)), ref))
     for c in COLOURS:
-        qs.append(QA("count", f"how many {c} shapes are there?", str(sum(o.colour == c for o in objects))))
+        ref = _where(objects, colour=c)
+        qs.append(QA("count", f"how many {c} shapes are there?", str(len(ref)), ref))
     for c in colours_here:
         for s in shapes_here:
-            n = sum(o.colour == c and o.shape == s for o in objects)
-            if n:
-                qs.append(QA("count", f"how many {c} {PLURALS[s]} are there?", str(n)))
-    for o in objects:
-        refs = [o.name] if _unique(objects, colour=o.colour, shape=o.shape) else []
-        if _unique(objects, shape=o.shape):
-            refs.append(o.shape)
+            if ref := _where(objects, colour=c, shape=s):
+                qs.append(QA("count", f"how many {c} {PLURALS[s]} are there?", str(len(ref)), ref))
+    for i, o in enumerate(objects):
+        names = [o.name] if len(_where(objects, colour=o.colour, shape=o.shape)) == 1 else []
+        if len(_where(objects, shape=o.shape)) == 1:
+            names.append(o.shape)
         x, y = o.centre
-        for ref in refs:
+        for name in names:
             if abs(x - 0.5) >= POSITION_MARGIN:
-                qs.append(QA("position", f"is the {ref} on the left or on the right?", "left" if x < 0.5 else "right"))
+                answer = "left" if x < 0.5 else "right"
+                qs.append(QA("position", f"is the {name} on the left or on the right?", answer, (i,)))
             if abs(y - 0.5) >= POSITION_MARGIN:
-                qs.append(QA("position", f"is the {ref} at the top or at the bottom?", "top" if y < 0.5 else "bottom"))
-        if o.name in refs:
-            qs.append(QA("size", f"is the {o.name} small or large?", o.size))
+                answer = "top" if y < 0.5 else "bottom"
+                qs.append(QA("position", f"is the {name} at the top or at the bottom?", answer, (i,)))
+        if o.name in names:
+            qs.append(QA("size", f"is the {o.name} small or large?", o.size, (i,)))
     for c in COLOURS:
         for s in SHAPES:
-            present = any(o.colour == c and o.shape == s for o in objects)
-            qs.append(QA("existence", f"is there {article(c + ' ' + s)}?", "yes" if present else "no"))
+            ref = _where(objects, colour=c, shape=s)
+            qs.append(QA("existence", f"is there {article(c + ' ' + s)}?", "yes" if ref else "no", ref))
     for s in SHAPES:
-        qs.append(QA("existence", f"is there {article(s)}?", "yes" if s in shapes_here else "no"))
-    for a in SHAPES:
-        for b in SHAPES:
-            na, nb = sum(o.shape == a for o in objects), sum(o.shape == b for o in objects)
-            if a != b and (na or nb):
-                qs.append(
-                    QA("comparison", f"are there more {PLURALS[a]} than {PLURALS[b]}?", "yes" if na > nb else "no")
+        ref = _where(objects, shape=s)
+        qs.append(QA("existence", f"is there {article(s)}?", "yes" if ref else "no", ref))
+    for attr, values in (("shape", SHAPES), ("colour", tuple(COLOURS))):
+        for a in values:
+            for b in values:
+                ra, rb = _where(objects, **{attr: a}), _where(objects, **{attr: b})
+                if a == b or not (ra or rb):
+                    continue
+                q = (
+                    f"are there more {PLURALS[a]} than {PLURALS[b]}?"
+                    if attr == "shape"
+                    else (f"are there more {a} shapes than {b} shapes?")
                 )
-    for a in COLOURS:
-        for b in COLOURS:
-            na, nb = sum(o.colour == a for o in objects), sum(o.colour == b for o in objects)
-            if a != b and (na or nb):
-                qs.append(QA("comparison", f"are there more {a} shapes than {b} shapes?", "yes" if na > nb else "no"))
+                qs.append(QA("comparison", q, "yes" if len(ra) > len(rb) else "no", ra + rb))
     return qs
 
 

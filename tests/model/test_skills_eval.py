@@ -6,14 +6,14 @@ import pytest
 
 pytest.importorskip("torch")
 
-from dreamforge.model.evaluate import caption_mentions, evaluate, iou, match_boxes, point_hits  # noqa: E402
-from dreamforge.model.skills import Skills  # noqa: E402
-from dreamforge.world import get_sample  # noqa: E402
-from dreamforge.world.tasks import caption_prompt, detect_prompt, point_prompt  # noqa: E402
+from dreamforge.model.evaluate import caption_mentions, evaluate, iou, match_boxes, point_hits
+from dreamforge.model.skills import Skills
+from dreamforge.world import get_sample
+from dreamforge.world.tasks import caption_prompt, detect_prompt, point_prompt
 
 
 class _Processor:
-    class image_processor:  # noqa: N801 - mimics the attribute layout of a real processor
+    class image_processor:
         max_image_size = {"longest_edge": 96}
 
 
@@ -48,7 +48,9 @@ def test_oracle_scores_full_marks_and_garbage_scores_zero() -> None:
     assert junk["detect_miou"] == 0.0 and junk["detect_f1"] == 0.0 and junk["point_hit_rate"] == 0.0
 
 
-@pytest.mark.parametrize("output", ["", "none", "0.1 0.2", "0.9 0.9 0.1 0.1", "red circle", "0.1 0.2 0.3 0.4 0.5 0.6", "…"])
+@pytest.mark.parametrize(
+    "output", ["", "none", "0.1 0.2", "0.9 0.9 0.1 0.1", "red circle", "0.1 0.2 0.3 0.4 0.5 0.6", "…"]
+)
 def test_malformed_detect_and_point_output_is_empty(output: str) -> None:
     skills = Scripted(lambda im, p: output)
     image = get_sample("test", 0).image
@@ -64,7 +66,12 @@ def test_skills_build_the_training_prompts() -> None:
     assert skills.point(image, "star") == []  # four numbers per group are not points
     skills.caption(image, "long")
     skills.query(image, " how many stars are there? ")
-    assert seen == [detect_prompt("red circle"), point_prompt("star"), caption_prompt("long"), "how many stars are there?"]
+    assert seen == [
+        detect_prompt("red circle"),
+        point_prompt("star"),
+        caption_prompt("long"),
+        "how many stars are there?",
+    ]
 
 
 def test_metric_helpers() -> None:

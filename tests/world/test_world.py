@@ -224,3 +224,24 @@ def test_parse_keeps_good_groups_among_bad_ones() -> None:
 def test_render_scene_any_size() -> None:
     a, b = render_scene(42, 64), render_scene(42, 128)
     assert a.objects == b.objects and a.image.size == (64, 64) and b.image.size == (128, 128)
+
+
+def test_refs_name_the_objects_each_answer_is_about() -> None:
+    for i in range(N):
+        s = get_sample("validation", i)
+        for qa in s.questions():
+            objs = [s.objects[j] for j in qa.refs]
+            if qa.qtype in ("colour", "shape", "size"):
+                assert len(objs) == 1 and getattr(objs[0], qa.qtype) == qa.answer
+            elif qa.qtype == "position":
+                assert len(objs) == 1
+            elif qa.qtype == "count":
+                assert len(objs) == int(qa.answer)
+            elif qa.qtype == "existence":
+                assert bool(objs) == (qa.answer == "yes")
+        rng = np.random.default_rng(i)
+        for t in s.training_tasks(rng, 8):
+            if t.skill == "detect":
+                boxes = [s.objects[j].box for j in t.refs]
+                assert len(parse_boxes(t.answer)) == len(boxes)
+                assert np.allclose(np.reshape(parse_boxes(t.answer), (-1, 4)), np.reshape(boxes, (-1, 4)), atol=0.0051)
