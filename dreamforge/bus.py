@@ -12,6 +12,11 @@ Guarantees it gives the services:
   terminated so it cannot block the stream.
 Handlers must make their effect idempotent by event id (see `db.Inbox`): JetStream
 delivers at least once.
+
+A consumer that must go faster than one transaction per event (the billing ledger) also
+passes a `batch_handler`: it gets every decodable message of a fetch at once, commits them
+in one transaction, and they are acked together; if it raises, each message of the batch
+goes through the per-message handler instead, so retries and dead letters work as above.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ class Delivery:
 
 
 Handler = Callable[[Any, Delivery], Awaitable[None]]
+BatchHandler = Callable[[list[tuple[Any, Delivery]]], Awaitable[None]]
 
 
 @dataclass
@@ -69,6 +75,7 @@ class _Consumer:
     batch: int
     task: asyncio.Task[None] | None = None
     processed: int = field(default=0)
+    batch_handler: BatchHandler | None = None
 
 
 class EventBus:
@@ -160,10 +167,13 @@ class EventBus:
         return not ack.duplicate
 
     # -- consuming ----------------------------------------------------------------
-    def subscribe(self, event: EventType, handler: Handler, *, durable: str | None = None, batch: int = 64) -> None:
-        """Register a durable consumer; it starts pulling on `start()`."""
+    def subscribe(self, event: EventType, handler: Handler, *, durable: str | None = None, batch: int = 64,
+                  batch_handler: BatchHandler | None = None) -> None:
+        """Register a durable consumer; it starts pulling on `start()`. With `batch_handler`, each
+        fetch (up to `batch` messages) is handled in one call; `handler` is the per-message fallback."""
         name = durable or f"{self.service}-{event.name.replace('.', '-')}"
-        self._consumers.append(_Consumer(event=event, durable=name, handler=handler, batch=batch))
+        self._consumers.append(_Consumer(event=event, durable=name, handler=handler, batch=batch,
+                                         batch_handler=batch_handler))
 
     async def start(self) -> None:
         for consumer in self._consumers:
@@ -193,6 +203,9 @@ class EventBus:
             except Exception:  # keep consuming through transient server errors
                 log.exception("fetch failed", extra={"consumer": consumer.durable})
                 await asyncio.sleep(0.5)
+                continue
+            batched = consumer.batch_handler is not None and len(messages) > 1
+            if batched and await self._handle_batch(consumer, messages):
                 continue
             for msg in messages:
                 # In-flight messages finish even during shutdown: that is the drain.
@@ -238,6 +251,42 @@ class EventBus:
                 return
         await msg.ack()
         consumer.processed += 1
+
+    async def _handle_batch(self, consumer: _Consumer, messages: list[Msg]) -> bool:
+        """All of `messages` through the batch handler and acked; False (nothing acked) when it
+        raised or a payload does not decode: the caller then handles them one by one."""
+        items: list[tuple[Any, Delivery]] = []
+        links: list[trace.Link] = []
+        for msg in messages:
+            headers = dict(msg.headers or {})
+            try:
+                payload = consumer.event.payload.FromString(msg.data)
+            except DecodeError:
+                return False
+            event_id = headers.get("Nats-Msg-Id", "") or payload.meta.event_id
+            items.append((payload, Delivery(msg.subject, consumer.event, event_id, msg.metadata.num_delivered,
+                                            headers)))
+            context = trace.get_current_span(extract_context(headers)).get_span_context()
+            if context.is_valid:
+                links.append(trace.Link(context))
+        with _tracer.start_as_current_span(
+            f"{consumer.event.all_tenants} process batch", kind=SpanKind.CONSUMER, links=links,
+            attributes={"messaging.system": "nats", "messaging.batch.message_count": len(messages),
+                        "messaging.consumer.group.name": consumer.durable},
+        ) as span:
+            assert consumer.batch_handler is not None
+            try:
+                await consumer.batch_handler(items)
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                log.warning("batch handler failed; handling the batch one message at a time",
+                            extra={"consumer": consumer.durable, "messages": len(messages), "error": repr(exc)})
+                return False
+        for msg in messages:
+            await msg.ack()
+        consumer.processed += len(messages)
+        return True
 
     async def _dead_letter(self, consumer: _Consumer, msg: Msg, reason: str) -> None:
         headers = dict(msg.headers or {})

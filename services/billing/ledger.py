@@ -14,8 +14,8 @@ and the cost is billable images times the skill's unit price, in integer minor u
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,14 +33,6 @@ from services.billing.tables import BillingTables
 OnRecorded = Callable[[str, str, int], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Priced:
-    plan_id: str
-    currency: str
-    billable_images: int
-    cost_minor_units: int
-
-
 class Ledger:
     def __init__(self, db: Database, tables: BillingTables, plans: PlanStore, stripe: StripeOutbox,
                  on_recorded: OnRecorded | None = None) -> None:
@@ -52,37 +44,59 @@ class Ledger:
 
     async def record(self, event: events_pb2.UsageRecorded, delivery: Delivery) -> bool:
         """Write the priced ledger row for `event`; False when it was already recorded."""
-        tenant = event.meta.tenant_id
-        occurred = (event.meta.occurred_at.ToDatetime(tzinfo=UTC) if event.meta.HasField("occurred_at")
-                    else utcnow())
-        month, images = occurred.strftime("%Y-%m"), max(0, event.images)
+        return bool(await self.record_batch([(event, delivery)]))
 
-        async def write(conn: AsyncConnection) -> None:
-            priced = await self._price(conn, tenant, occurred, event.skill, images)
-            group = None
-            if priced.cost_minor_units > 0:
-                group = await self.stripe.add(conn, tenant, event.skill, priced.billable_images, occurred,
-                                              delivery.event_id)
-            await conn.execute(self.tables.ledger.insert().values(
-                event_id=delivery.event_id, tenant_id=tenant, request_id=event.request_id,
-                key_id=event.key_id, model_id=event.model_id, version=event.version,
-                alias=event.alias, is_preview=event.is_preview, skill=event.skill,
-                images=images, input_tokens=event.input_tokens, output_tokens=event.output_tokens,
-                latency_ms=event.latency_ms, occurred_at=occurred, day=occurred.strftime("%Y-%m-%d"), month=month,
-                plan_id=priced.plan_id, billable_images=priced.billable_images,
-                cost_minor_units=priced.cost_minor_units, currency=priced.currency, stripe_group=group))
+    async def record_batch(self, items: list[tuple[events_pb2.UsageRecorded, Delivery]]) -> int:
+        """Write the rows of every event not recorded before, in one transaction; how many were new.
 
-        fresh = await self.db.handle_once(delivery.event_id, delivery.subject, write)
-        if fresh and self.on_recorded is not None:
-            await self.on_recorded(tenant, month, images)
-        return fresh
+        Events are priced in the order given; the month counters are added to with one
+        upsert per (tenant, month, skill) whose RETURNING total says what was used before
+        this batch, so two writers never hand out the same allowance twice.
+        """
+        fresh: dict[str, tuple[events_pb2.UsageRecorded, Delivery]] = {}
+        for event, delivery in items:
+            fresh.setdefault(delivery.event_id, (event, delivery))
+        inbox = self.db.inbox_table
+        rows: list[dict[str, Any]] = []
+        async with self.db.transaction() as conn:
+            seen = set((await conn.execute(sa.select(inbox.c.event_id)
+                                           .where(inbox.c.event_id.in_(list(fresh))))).scalars())
+            new = [(e, d) for eid, (e, d) in fresh.items() if eid not in seen]
+            if not new:
+                return 0
+            now = utcnow()
+            await conn.execute(sa.insert(inbox), [{"event_id": d.event_id, "subject": d.subject, "processed_at": now}
+                                                  for _, d in new])
+            rows = [_row(e, d) for e, d in new]
+            await self._price(conn, rows)
+            await self._group_for_stripe(conn, rows)
+            await conn.execute(sa.insert(self.tables.ledger), rows)
+        if self.on_recorded is not None:
+            for (tenant, month), images in _sum_by(rows, ("tenant_id", "month")).items():
+                await self.on_recorded(tenant, month, images)
+        return len(rows)
 
-    async def _price(self, conn: AsyncConnection, tenant: str, occurred: datetime, skill: str,
-                     images: int) -> Priced:
-        plan = self.plans.plan_at(tenant, occurred)
-        total = await self._add_month_usage(conn, tenant, occurred.strftime("%Y-%m"), skill, images)
-        paid = billable(images, total - images, plan.included(skill))
-        return Priced(plan.id, plan.currency, paid, paid * plan.price(skill))
+    async def _price(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Fill plan, billable images and cost of each row (in order)."""
+        added = _sum_by(rows, ("tenant_id", "month", "skill"))
+        used = {key: await self._add_month_usage(conn, *key, images) - images for key, images in added.items()}
+        for row in rows:
+            plan = self.plans.plan_at(row["tenant_id"], row["occurred_at"])
+            key = (row["tenant_id"], row["month"], row["skill"])
+            paid = billable(row["images"], used[key], plan.included(row["skill"]))
+            used[key] += row["images"]
+            row.update(plan_id=plan.id, currency=plan.currency, billable_images=paid,
+                       cost_minor_units=paid * plan.price(row["skill"]))
+
+    async def _group_for_stripe(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+        """Put each row with a cost into its tenant's and skill's open Stripe group."""
+        paid = [r for r in rows if r["cost_minor_units"] > 0]
+        for tenant, skill in dict.fromkeys((r["tenant_id"], r["skill"]) for r in paid):
+            mine = [r for r in paid if (r["tenant_id"], r["skill"]) == (tenant, skill)]
+            group = await self.stripe.add(conn, tenant, skill, sum(r["billable_images"] for r in mine),
+                                          max(r["occurred_at"] for r in mine), mine[0]["event_id"])
+            for row in mine:
+                row["stripe_group"] = group
 
     async def _add_month_usage(self, conn: AsyncConnection, tenant: str, month: str, skill: str, images: int) -> int:
         """Add `images` to the month's counter atomically; the new total (upsert ... RETURNING)."""
@@ -101,3 +115,22 @@ class Ledger:
             rows = (await conn.execute(sa.select(t.c.tenant_id, sa.func.sum(t.c.images))
                                        .where(t.c.month == month).group_by(t.c.tenant_id))).all()
         return {row[0]: int(row[1]) for row in rows}
+
+
+def _row(event: events_pb2.UsageRecorded, delivery: Delivery) -> dict[str, Any]:
+    occurred = (event.meta.occurred_at.ToDatetime(tzinfo=UTC) if event.meta.HasField("occurred_at") else utcnow())
+    return {"event_id": delivery.event_id, "tenant_id": event.meta.tenant_id, "request_id": event.request_id,
+            "key_id": event.key_id, "model_id": event.model_id, "version": event.version, "alias": event.alias,
+            "is_preview": event.is_preview, "skill": event.skill, "images": max(0, event.images),
+            "input_tokens": event.input_tokens, "output_tokens": event.output_tokens, "latency_ms": event.latency_ms,
+            "occurred_at": occurred, "day": occurred.strftime("%Y-%m-%d"), "month": occurred.strftime("%Y-%m"),
+            "stripe_group": None}
+
+
+def _sum_by(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple[Any, ...], int]:
+    """Images of `rows` summed per `keys`, in first-seen order."""
+    out: dict[tuple[Any, ...], int] = {}
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        out[key] = out.get(key, 0) + row["images"]
+    return out

@@ -62,7 +62,11 @@ async def build(runtime: ServiceRuntime) -> Billing:
     async def on_usage(event, delivery):  # type: ignore[no-untyped-def]
         await ledger.record(event, delivery)
 
-    runtime.bus.subscribe(USAGE_RECORDED, on_usage, durable="billing-ledger")
+    async def on_usage_batch(items):  # type: ignore[no-untyped-def]
+        await ledger.record_batch(items)
+
+    # One transaction per fetch of up to 256 events (the per-event handler is the fallback).
+    runtime.bus.subscribe(USAGE_RECORDED, on_usage, durable="billing-ledger", batch=256, batch_handler=on_usage_batch)
     runtime.add_servicer(billing_pb2_grpc.add_BillingServiceServicer_to_server,
                          BillingServicer(reports, plans, quotas, webhooks), "dreamforge.v1.BillingService")
     tasks: list[asyncio.Task[None]] = []
