@@ -19,10 +19,11 @@ from litestar.openapi.spec import Components, SecurityScheme, Tag
 from redis.asyncio import Redis
 
 from dreamforge.bus import EventBus
-from dreamforge.v1 import inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
+from dreamforge.v1 import feedback_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
 from services.gateway.auth import AuthMiddleware, provide_principal
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.event_relay import EventRelay
+from services.gateway.feedback_client import FeedbackClient
 from services.gateway.health import HealthService
 from services.gateway.keys import KeyStore
 from services.gateway.openapi import ClosedStructs, DocumentErrors
@@ -32,8 +33,11 @@ from services.gateway.request_ids import RequestContextMiddleware, add_request_i
 from services.gateway.routes.admin import AdminController, whoami
 from services.gateway.routes.chat import chat_completions
 from services.gateway.routes.events_ws import events_ws
+from services.gateway.routes.feedback import FeedbackController
 from services.gateway.routes.health import HealthController
 from services.gateway.routes.models import ModelsController, resolve
+from services.gateway.routes.rater import RATER_ROUTES
+from services.gateway.routes.rewards import REWARD_ROUTES
 from services.gateway.routes.skills import SKILL_ROUTES
 from services.gateway.routes.training import TrainingController, training_stream
 from services.gateway.settings import GatewaySettings
@@ -54,6 +58,7 @@ class GatewayDeps:
     registry: registry_pb2_grpc.RegistryServiceStub
     inference: inference_pb2_grpc.InferenceServiceStub | None = None
     trainer: trainer_pb2_grpc.TrainerServiceStub | None = None
+    feedback: feedback_pb2_grpc.FeedbackServiceStub | None = None
     #: False while starting or draining: `/ready` answers 503.
     serving: Callable[[], bool] = field(default=lambda: True)
 
@@ -79,10 +84,12 @@ def create_app(deps: GatewayDeps) -> Litestar:
         "skills": Provide(_const(SkillService(deps.inference, settings.backend_timeout_s))),
         "principal": Provide(provide_principal),
         "trainer": Provide(_const(TrainerClient(deps.trainer, settings.backend_timeout_s))),
+        "feedback": Provide(_const(FeedbackClient(deps.feedback, settings.backend_timeout_s))),
     }
     return Litestar(
         route_handlers=[HealthController, whoami, AdminController, ModelsController, resolve, events_ws,
-                        *SKILL_ROUTES, chat_completions, TrainingController, training_stream],
+                        *SKILL_ROUTES, chat_completions, TrainingController, training_stream,
+                        FeedbackController, *RATER_ROUTES, *REWARD_ROUTES],
         dependencies=dependencies,
         middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter())],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -104,6 +111,9 @@ def create_app(deps: GatewayDeps) -> Litestar:
                   Tag(name="models", description="Models, versions, aliases and previews"),
                   Tag(name="training", description="Training jobs (GRPO, DPO, SFT on LoRA), live progress and "
                                                    "the online trigger's policy"),
+                  Tag(name="feedback", description="Ratings of served outputs, the rater queue, agreement and the "
+                                                   "tenant's feedback data (retention, export, deletion)"),
+                  Tag(name="rewards", description="Reward functions as versioned JSON, the metric library, scoring"),
                   Tag(name="admin", description="Tenants and API keys (scope admin)"),
                   Tag(name="auth", description="The calling key"),
                   Tag(name="ops", description="Health and readiness (no key needed)")],

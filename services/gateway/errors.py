@@ -57,7 +57,8 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
 HTTP_CODES: dict[int, str] = {
     400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
-    429: "rate_limited", 500: "internal", 501: "unimplemented", 502: "bad_gateway", 503: "unavailable",
+    422: "unprocessable", 429: "rate_limited", 500: "internal", 501: "unimplemented", 502: "bad_gateway",
+    503: "unavailable",
 }
 
 

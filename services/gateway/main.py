@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from dreamforge.grpcio import channel
 from dreamforge.runtime import ServiceRuntime
-from dreamforge.v1 import gateway_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
+from dreamforge.v1 import feedback_pb2_grpc, gateway_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
 from services.gateway.app import GatewayDeps, create_app
 from services.gateway.grpc_front import GatewayServicer
 from services.gateway.http_server import HttpServer
@@ -45,11 +45,13 @@ async def build(runtime: ServiceRuntime) -> Gateway:
     registry_channel = channel(settings.grpc_target("registry"))
     inference_channel = channel(settings.grpc_target("inference"))
     trainer_channel = channel(settings.grpc_target("trainer"))
+    feedback_channel = channel(settings.grpc_target("feedback"))
     deps = GatewayDeps(
         settings=settings, keys=keys, redis=redis, bus=runtime.bus,
         registry=registry_pb2_grpc.RegistryServiceStub(registry_channel),  # type: ignore[no-untyped-call]
         inference=inference_pb2_grpc.InferenceServiceStub(inference_channel),  # type: ignore[no-untyped-call]
         trainer=trainer_pb2_grpc.TrainerServiceStub(trainer_channel),  # type: ignore[no-untyped-call]
+        feedback=feedback_pb2_grpc.FeedbackServiceStub(feedback_channel),  # type: ignore[no-untyped-call]
         serving=lambda: runtime.ready,
     )
     runtime.add_servicer(
@@ -75,6 +77,7 @@ async def build(runtime: ServiceRuntime) -> Gateway:
         await registry_channel.close()
         await inference_channel.close()
         await trainer_channel.close()
+        await feedback_channel.close()
 
     runtime.on_start(start)
     runtime.on_stop(stop)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
 
 #: Dependencies that call a backend service over gRPC: their failures reach the client mapped by `errors.py`.
-BACKEND_DEPENDENCIES = frozenset({"registry"})
+BACKEND_DEPENDENCIES = frozenset({"registry", "feedback"})
 #: Every status a backend failure can become (INTERNAL/UNKNOWN -> 502).
 BACKEND_STATUSES = frozenset(GRPC_TO_HTTP.values()) | {502}
 
@@ -60,6 +60,8 @@ DESCRIPTIONS: dict[int, tuple[str, str, str]] = {
           "already_exists", "a model named 'my-model' already exists"),
     413: ("The request body is larger than the gateway accepts: the message names the limit",
           "payload_too_large", "request body exceeds the limit of 20971520 bytes (20 MiB)"),
+    422: ("The request is well-formed but cannot be used: the message names the field and what to fix",
+          "unprocessable", "body field `definition.terms[0].metric`: unknown metric 'accuracy'; one of ..."),
     429: ("Too many requests: the API key's rate limit (see `Retry-After`) or a backend quota is used up",
           "rate_limited", "rate limit of 600 requests/minute exceeded for API key 0123456789abcdef; retry in 1 s"),
     501: ("Not implemented by the backend service yet", "unimplemented", "diffing is not available yet"),

@@ -40,7 +40,8 @@ async def test_every_operation_is_documented(tmp_path: Path) -> None:
     assert doc["info"]["title"] == "DreamForge API"
     operations = {(method.upper(), path): op for path, item in doc["paths"].items() for method, op in item.items()}
     # 24 + caption, query, detect, point, compare, batch, chat completions + 6 training (jobs x4, policy x2)
-    assert len(operations) == 37
+    # + 20 feedback (ratings and data x10, rater x2, reward functions x6, metrics, score)
+    assert len(operations) == 57
     ids = [op["operationId"] for op in operations.values()]
     assert len(set(ids)) == len(ids)
     assert all(op.get("summary") and op.get("tags") for op in operations.values())
