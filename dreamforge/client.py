@@ -182,6 +182,38 @@ class DreamForge:
                     for c in calls]
         return dict(self._call("POST", "/v1/batch", json={"requests": requests}))
 
+    # -- feedback and rewards ----------------------------------------------------
+    def rate(self, request_id: str, kind: str, value: Any, *, other_request_id: str = "", comment: str = "",
+             idempotency_key: str = "") -> dict[str, Any]:
+        """Rate a served output: thumbs "up"/"down", score 1-5, pairwise (value = preferred request id,
+        with other_request_id), correction (text) or flag ("wrong"/"unsafe"/"other")."""
+        body: dict[str, Any] = {"request_id": request_id, "kind": kind, "value": value}
+        if other_request_id:
+            body["other_request_id"] = other_request_id
+        if comment:
+            body["comment"] = comment
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return dict(self._call("POST", "/v1/feedback", json=body, headers=headers))
+
+    def next_to_rate(self, skill: str = "") -> dict[str, Any] | None:
+        """The rater queue's next output for this key, or None when there is nothing left."""
+        item = self._call("GET", "/v1/rater/queue/next", params={"skill": skill} if skill else {})["item"]
+        return dict(item) if item is not None else None
+
+    def create_reward_function(self, name: str, definition: dict[str, Any], active: bool = False) -> dict[str, Any]:
+        return dict(self._call("POST", "/v1/reward-functions",
+                               json={"name": name, "definition": definition, "active": active}))
+
+    def score(self, outputs: list[dict[str, Any]], *, reward_function_id: str = "", version: int = 0,
+              definition: dict[str, Any] | None = None, reference: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Per-term rewards of outputs (`{"request_id"}` or `{"skill", "prompt", "output"}` each)."""
+        body: dict[str, Any] = {"outputs": outputs, "reward_function_id": reward_function_id, "version": version}
+        if definition is not None:
+            body["definition"] = definition
+        if reference is not None:
+            body["reference"] = reference
+        return dict(self._call("POST", "/v1/rewards/score", json=body))
+
     def _stream(self, path: str, body: dict[str, Any]) -> Iterator[str]:
         """The text pieces of a streamed caption or answer (server-sent events)."""
         request = self._http.build_request("POST", path, json={**body, "stream": True})

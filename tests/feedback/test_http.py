@@ -3,6 +3,7 @@ and the real feedback service; outputs arrive as inference publishes them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -173,3 +174,30 @@ async def test_data_rights_over_http(api: Api) -> None:
         assert [json.loads(x)["type"] for x in after.text.splitlines()] == ["settings"]
         bad = await c.post("/v1/feedback/data/purge", params={"tenant_id": "no such tenant!"})
         assert bad.status_code == 400 and "tenant_id" in bad.json()["error"]["message"]
+
+
+async def test_sdk_rates_and_scores(api: Api) -> None:
+    from dreamforge.client import DreamForge, DreamForgeError
+
+    tenant = await api.tenant()
+    key = await api.key(tenant, "app", "rater", "ml")
+    await serve(api.nats_url, tenant, "req_sdk", output="3")
+    await eventually(lambda: _served(api, key, "req_sdk"))
+
+    def use_sdk() -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any], str]:
+        with DreamForge(api_key=key, base_url=api.base_url) as df:
+            rating = df.rate("req_sdk", "thumbs", "up", idempotency_key="sdk-1")
+            item = df.next_to_rate()
+            rf = df.create_reward_function("sdk", {"terms": [{"metric": "exact_match", "weight": 1}]})
+            scored = df.score([{"request_id": "req_sdk"}], reward_function_id=rf["id"], reference={"answer": "3"})
+            try:
+                df.create_reward_function("bad", {"terms": [{"metric": "exact_match", "weight": 0}]})
+                error = ""
+            except DreamForgeError as exc:
+                error = f"{exc.status} {exc}"
+            return rating, item, scored, error
+
+    rating, item, scored, error = await asyncio.to_thread(use_sdk)
+    assert rating["kind"] == "thumbs" and item is None  # the only output is already rated by this key
+    assert scored["scores"][0]["reward"] == 1.0
+    assert error.startswith("422") and "definition.terms[0].weight" in error
