@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from dreamforge.bus import EventBus
 from dreamforge.v1 import feedback_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
 from services.gateway.auth import AuthMiddleware, provide_principal
+from services.gateway.billing_client import BillingClient, BillingStub, QuotaExceeded, QuotaGate, quota_exceeded
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.event_relay import EventRelay
 from services.gateway.feedback_client import FeedbackClient
@@ -31,6 +32,7 @@ from services.gateway.ratelimit import RateLimiter
 from services.gateway.registry_client import RegistryClient
 from services.gateway.request_ids import RequestContextMiddleware, add_request_id_header
 from services.gateway.routes.admin import AdminController, whoami
+from services.gateway.routes.billing import BILLING_ROUTES
 from services.gateway.routes.chat import chat_completions
 from services.gateway.routes.events_ws import events_ws
 from services.gateway.routes.feedback import FeedbackController
@@ -57,6 +59,7 @@ class GatewayDeps:
     bus: EventBus
     registry: registry_pb2_grpc.RegistryServiceStub
     inference: inference_pb2_grpc.InferenceServiceStub | None = None
+    billing: BillingStub | None = None
     trainer: trainer_pb2_grpc.TrainerServiceStub | None = None
     feedback: feedback_pb2_grpc.FeedbackServiceStub | None = None
     #: False while starting or draining: `/ready` answers 503.
@@ -81,18 +84,20 @@ def create_app(deps: GatewayDeps) -> Litestar:
         "registry": Provide(_const(RegistryClient(deps.registry, settings.backend_timeout_s))),
         "health": Provide(_const(health)),
         "relay": Provide(_const(EventRelay(deps.bus))),
-        "skills": Provide(_const(SkillService(deps.inference, settings.backend_timeout_s))),
+        "skills": Provide(_const(SkillService(deps.inference, settings.backend_timeout_s,
+                                                quota=QuotaGate(deps.billing)))),
+        "billing": Provide(_const(BillingClient(deps.billing, settings.backend_timeout_s))),
         "principal": Provide(provide_principal),
         "trainer": Provide(_const(TrainerClient(deps.trainer, settings.backend_timeout_s))),
         "feedback": Provide(_const(FeedbackClient(deps.feedback, settings.backend_timeout_s))),
     }
     return Litestar(
         route_handlers=[HealthController, whoami, AdminController, ModelsController, resolve, events_ws,
-                        *SKILL_ROUTES, chat_completions, TrainingController, training_stream,
+                        *SKILL_ROUTES, chat_completions, *BILLING_ROUTES, TrainingController, training_stream,
                         FeedbackController, *RATER_ROUTES, *REWARD_ROUTES],
         dependencies=dependencies,
         middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter())],
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, QuotaExceeded: quota_exceeded},
         plugins=[DocumentErrors(), ClosedStructs()],
         before_send=[add_request_id_header],
         request_max_body_size=settings.max_body_bytes,
@@ -114,6 +119,8 @@ def create_app(deps: GatewayDeps) -> Litestar:
                   Tag(name="feedback", description="Ratings of served outputs, the rater queue, agreement and the "
                                                    "tenant's feedback data (retention, export, deletion)"),
                   Tag(name="rewards", description="Reward functions as versioned JSON, the metric library, scoring"),
+                  Tag(name="billing", description="Usage, finance reports (JSON/CSV), the cost calculator, "
+                                                  "plans and the Stripe webhook"),
                   Tag(name="admin", description="Tenants and API keys (scope admin)"),
                   Tag(name="auth", description="The calling key"),
                   Tag(name="ops", description="Health and readiness (no key needed)")],

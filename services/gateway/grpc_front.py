@@ -33,20 +33,21 @@ from services.gateway.auth import to_caller
 from services.gateway.keys import KeyStore, Principal, Unauthenticated
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.request_ids import new_request_id
-from services.gateway.skills import Skill, SkillCall, SkillService, call_from_message, request_id_or
+from services.gateway.skills import QuotaCheck, Skill, SkillCall, SkillService, call_from_message, request_id_or
 
 log = logging.getLogger("dreamforge.gateway.grpc")
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def __init__(self, keys: KeyStore, limiter: RateLimiter, registry: registry_pb2_grpc.RegistryServiceStub,
-                 inference: inference_pb2_grpc.InferenceServiceStub, timeout_s: float = 30.0) -> None:
+                 inference: inference_pb2_grpc.InferenceServiceStub, timeout_s: float = 30.0,
+                 quota: QuotaCheck | None = None) -> None:
         self.keys = keys
         self.limiter = limiter
         self.registry = registry
         self.inference = inference
         self.timeout_s = timeout_s
-        self.skills = SkillService(inference, timeout_s)
+        self.skills = SkillService(inference, timeout_s, quota=quota)
 
     async def _principal(self, context: grpc.aio.ServicerContext, *any_of: str) -> Principal:
         metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}

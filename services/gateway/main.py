@@ -18,6 +18,7 @@ from dreamforge.grpcio import channel
 from dreamforge.runtime import ServiceRuntime
 from dreamforge.v1 import feedback_pb2_grpc, gateway_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
 from services.gateway.app import GatewayDeps, create_app
+from services.gateway.billing_client import QuotaGate, billing_stub
 from services.gateway.grpc_front import GatewayServicer
 from services.gateway.http_server import HttpServer
 from services.gateway.keys import KeyStore, ensure_bootstrap_admin
@@ -44,12 +45,14 @@ async def build(runtime: ServiceRuntime) -> Gateway:
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
     registry_channel = channel(settings.grpc_target("registry"))
     inference_channel = channel(settings.grpc_target("inference"))
+    billing_channel = channel(settings.grpc_target("billing"))
     trainer_channel = channel(settings.grpc_target("trainer"))
     feedback_channel = channel(settings.grpc_target("feedback"))
     deps = GatewayDeps(
         settings=settings, keys=keys, redis=redis, bus=runtime.bus,
         registry=registry_pb2_grpc.RegistryServiceStub(registry_channel),  # type: ignore[no-untyped-call]
         inference=inference_pb2_grpc.InferenceServiceStub(inference_channel),  # type: ignore[no-untyped-call]
+        billing=billing_stub(billing_channel),
         trainer=trainer_pb2_grpc.TrainerServiceStub(trainer_channel),  # type: ignore[no-untyped-call]
         feedback=feedback_pb2_grpc.FeedbackServiceStub(feedback_channel),  # type: ignore[no-untyped-call]
         serving=lambda: runtime.ready,
@@ -57,7 +60,7 @@ async def build(runtime: ServiceRuntime) -> Gateway:
     runtime.add_servicer(
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
         GatewayServicer(keys, deps.limiter(), deps.registry, deps.inference,  # type: ignore[arg-type]
-                        settings.backend_timeout_s),
+                        settings.backend_timeout_s, quota=QuotaGate(deps.billing)),
         "dreamforge.v1.GatewayService",
     )
     app = create_app(deps)
@@ -76,6 +79,7 @@ async def build(runtime: ServiceRuntime) -> Gateway:
         await redis.aclose()
         await registry_channel.close()
         await inference_channel.close()
+        await billing_channel.close()
         await trainer_channel.close()
         await feedback_channel.close()
 

@@ -52,6 +52,9 @@ DESCRIPTIONS: dict[int, tuple[str, str, str]] = {
           "invalid_argument", "query field `page_size`: Expected `int` <= 200"),
     401: ("Missing, malformed, unknown or revoked API key: the message says which",
           "unauthenticated", "missing API key: send `Authorization: Bearer <key>`"),
+    402: ("The tenant's plan does not allow this call: its monthly limit is reached (upgrade the plan) or an "
+          "invoice is unpaid", "payment_required",
+          "monthly quota of the Free plan used up: 1000 of 1000 images this month; upgrade the plan"),
     403: ("The API key lacks the scope this call requires: the message names it",
           "permission_denied", "API key 0123456789abcdef lacks the `ml` scope this call requires"),
     404: ("Not found in the caller's tenant (e.g. no such model, version, tenant or key)",

@@ -16,7 +16,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import grpc
 
@@ -281,12 +281,31 @@ def failure_of(request_id: str, exc: Exception) -> SkillFailure:
     return SkillFailure(request_id, status, code.name.lower(), message)
 
 
+class QuotaCheck(Protocol):
+    """The billing quota every call passes before it reaches inference (`billing_client.QuotaGate`)."""
+
+    async def admit(self, caller: common_pb2.Caller, skill: str, images: int = 1) -> None: ...
+
+
+def images_of(call: SkillCall) -> int:
+    return max(1, sum(len(m.images) for m in call.messages)) if call.skill == "chat" else 1
+
+
 class SkillService:
     """Calls `InferenceService` for an authenticated caller; the only code that does."""
 
-    def __init__(self, stub: inference_pb2_grpc.InferenceServiceStub | None, timeout_s: float = 30.0) -> None:
+    def __init__(self, stub: inference_pb2_grpc.InferenceServiceStub | None, timeout_s: float = 30.0,
+                 quota: QuotaCheck | None = None) -> None:
         self.stub = stub
         self.timeout_s = timeout_s
+        self.quota = quota
+
+    async def _admit(self, caller: common_pb2.Caller, call: SkillCall) -> inference_pb2_grpc.InferenceServiceStub:
+        """The inference stub, once the tenant's plan allows this call (QuotaExceeded otherwise)."""
+        stub = self._stub()
+        if self.quota is not None:
+            await self.quota.admit(caller, call.skill, images_of(call))
+        return stub
 
     def _stub(self) -> inference_pb2_grpc.InferenceServiceStub:
         if self.stub is None:  # a gateway built without an inference address (some tests)
@@ -295,7 +314,7 @@ class SkillService:
 
     async def run(self, caller: common_pb2.Caller, call: SkillCall) -> inference_pb2.SkillResponse:
         """One unary call; gRPC errors propagate."""
-        stub = self._stub()
+        stub = await self._admit(caller, call)
         method = {"caption": stub.Caption, "query": stub.Query, "detect": stub.Detect, "point": stub.Point,
                   "chat": stub.Chat}[call.skill]
         response: inference_pb2.SkillResponse = await method(build_request(call, caller), timeout=self.timeout_s)
@@ -321,7 +340,8 @@ class SkillService:
         raises before the caller starts its response; later failures raise from the iterator.
         Closing the iterator early cancels the inference stream.
         """
-        rpc = self._stub().Stream(stream_request(call, caller), timeout=self.timeout_s)
+        request = stream_request(call, caller)
+        rpc = (await self._admit(caller, call)).Stream(request, timeout=self.timeout_s)
         chunks = rpc.__aiter__()
         try:
             first: inference_pb2.TextChunk | None = await anext(chunks)

@@ -43,7 +43,7 @@ from services.gateway.sse import MOONDREAM_EVENTS, SSE_HEADERS, moondream_events
 
 APP = [requires("app")]
 #: Every status a backend (inference, via the registry) failure can become, documented on each skill route.
-BACKEND_ERRORS = error_responses(*BACKEND_STATUSES)
+BACKEND_ERRORS = error_responses(*BACKEND_STATUSES, 402)  # 402/429: the tenant's plan quota (billing)
 SSE_DESCRIPTION = ('With `"stream": true`: `text/event-stream`, one `data: {"chunk": "...", "completed": false}` '
                    'line per piece of text, then `data: {"completed": true, "request_id", "model", "version", '
                    '"alias", "latency_ms", "metrics"}`. A failure after the stream started is `event: error` '
