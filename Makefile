@@ -52,6 +52,7 @@ bench: install ## Run the benchmarks under bench/ and print their figures (see b
 	$(PY) bench/inference_latency.py
 	$(PY) bench/inference_batching.py
 	$(PY) bench/feedback_rate.py
+	$(PY) bench/billing_ledger.py
 
 .PHONY: triton
 triton: install ## Fetch the Triton server the triton runtime starts (pytriton wheel, ~55 MB, cached once)

@@ -19,8 +19,10 @@ from dreamforge.grpcio import InvalidArgument
 
 SKILLS = ("caption", "query", "detect", "point", "chat")
 _PLAN_ID = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-#: Largest price or count a plan may hold (fits an int64 sum over a year of traffic).
+#: Largest image count a plan or quote may hold, and largest unit price (minor units): together their
+#: products summed over every skill stay inside int64.
 MAX_VALUE = 10**12
+MAX_PRICE = 10**6
 
 
 @dataclass(frozen=True)
@@ -76,14 +78,14 @@ def check_plan(plan: Plan) -> Plan:
     if not re.fullmatch(r"[a-z]{3}", plan.currency):
         raise InvalidArgument(f"plan field `currency` must be a lower-case ISO 4217 code such as usd "
                               f"(got {plan.currency!r})")
-    for name, values in (("included_images", plan.included_images),
-                         ("unit_price_minor_units", plan.unit_price_minor_units)):
+    for name, values, top in (("included_images", plan.included_images, MAX_VALUE),
+                              ("unit_price_minor_units", plan.unit_price_minor_units, MAX_PRICE)):
         for skill, value in values.items():
             if skill not in SKILLS:
                 raise InvalidArgument(f"plan field `{name}`: unknown skill {skill!r}; skills are "
                                       f"{', '.join(SKILLS)}")
-            if not 0 <= value <= MAX_VALUE:
-                raise InvalidArgument(f"plan field `{name}.{skill}` must be 0-{MAX_VALUE} (got {value})")
+            if not 0 <= value <= top:
+                raise InvalidArgument(f"plan field `{name}.{skill}` must be 0-{top} (got {value})")
     if not 0 <= plan.hard_limit_images <= MAX_VALUE:
         raise InvalidArgument(f"plan field `hard_limit_images` must be 0-{MAX_VALUE} (0 = no limit)")
     if plan.limit_status not in (402, 429):

@@ -61,10 +61,10 @@ def parse_time(value: str, name: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidArgument(f"query field `{name}` must be an ISO 8601 date (2026-12-01) or date-time "
                               f"(2026-12-01T10:00:00Z), got {value!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def check_group_by(group_by: list[str]) -> list[str]:

@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from litestar import Request, Response
 
-from dreamforge.grpcio import ServiceError
+from dreamforge.grpcio import InvalidArgument, ServiceError
 from dreamforge.v1 import billing_pb2, billing_pb2_grpc, common_pb2
 from services.gateway.auth import to_caller
 from services.gateway.errors import ErrorResponse, error_response
@@ -181,7 +181,10 @@ class BillingClient:
         request = billing_pb2.AssignPlanRequest(caller=to_caller(who), tenant_id=tenant_id, plan=data.plan)
         if data.effective_from is not None:
             when = data.effective_from if data.effective_from.tzinfo else data.effective_from.replace(tzinfo=UTC)
-            request.effective_from.FromDatetime(when.astimezone(UTC))
+            try:
+                request.effective_from.FromDatetime(when.astimezone(UTC))
+            except (OverflowError, ValueError):
+                raise InvalidArgument("body field `effective_from` is out of range") from None
         return tenant_plan_out(await self.stub.AssignPlan(request, timeout=self.timeout_s))
 
     async def stripe_webhook(self, payload: bytes, signature: str) -> s.WebhookReceived:

@@ -12,7 +12,9 @@ import msgspec
 
 #: Largest count or price a body may carry (the billing service's own bound).
 MAX_VALUE = 10**12
+MAX_PRICE = 10**6
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_VALUE)]
+Price = Annotated[int, msgspec.Meta(ge=0, le=MAX_PRICE)]
 Skill = Literal["caption", "query", "detect", "point", "chat"]
 PlanId = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_-]{0,39}$", description="Plan id, e.g. `payg`",
                                      examples=["payg"])]
@@ -88,7 +90,7 @@ class PlanBody(msgspec.Struct, forbid_unknown_fields=True):
     currency: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{3}$", description="ISO 4217, lower case")] = "usd"
     included_images: Annotated[dict[Skill, Count], msgspec.Meta(
         description="Free images per skill each month")] = {}
-    unit_price_minor_units: Annotated[dict[Skill, Count], msgspec.Meta(
+    unit_price_minor_units: Annotated[dict[Skill, Price], msgspec.Meta(
         description="Price of one billable image per skill, in minor units")] = {}
     hard_limit_images: Annotated[Count, msgspec.Meta(description="Images a month over all skills; 0 = none")] = 0
     limit_status: Annotated[Literal[402, 429], msgspec.Meta(
