@@ -42,6 +42,7 @@ from services.gateway.routes.rater import RATER_ROUTES
 from services.gateway.routes.rewards import REWARD_ROUTES
 from services.gateway.routes.skills import SKILL_ROUTES
 from services.gateway.routes.training import TrainingController, training_stream
+from services.gateway.routes.tuning import TuningClient, TuningController
 from services.gateway.settings import GatewaySettings
 from services.gateway.skills import SkillService
 from services.gateway.trainer_client import TrainerClient
@@ -61,6 +62,7 @@ class GatewayDeps:
     inference: inference_pb2_grpc.InferenceServiceStub | None = None
     billing: BillingStub | None = None
     trainer: trainer_pb2_grpc.TrainerServiceStub | None = None
+    tuning: trainer_pb2_grpc.TuningServiceStub | None = None
     feedback: feedback_pb2_grpc.FeedbackServiceStub | None = None
     #: False while starting or draining: `/ready` answers 503.
     serving: Callable[[], bool] = field(default=lambda: True)
@@ -89,12 +91,13 @@ def create_app(deps: GatewayDeps) -> Litestar:
         "billing": Provide(_const(BillingClient(deps.billing, settings.backend_timeout_s))),
         "principal": Provide(provide_principal),
         "trainer": Provide(_const(TrainerClient(deps.trainer, settings.backend_timeout_s))),
+        "tuning": Provide(_const(TuningClient(deps.tuning, settings.backend_timeout_s))),
         "feedback": Provide(_const(FeedbackClient(deps.feedback, settings.backend_timeout_s))),
     }
     return Litestar(
         route_handlers=[HealthController, whoami, AdminController, ModelsController, resolve, events_ws,
                         *SKILL_ROUTES, chat_completions, *BILLING_ROUTES, TrainingController, training_stream,
-                        FeedbackController, *RATER_ROUTES, *REWARD_ROUTES],
+                        TuningController, FeedbackController, *RATER_ROUTES, *REWARD_ROUTES],
         dependencies=dependencies,
         middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter())],
         exception_handlers={**EXCEPTION_HANDLERS, QuotaExceeded: quota_exceeded},
@@ -116,6 +119,8 @@ def create_app(deps: GatewayDeps) -> Litestar:
                   Tag(name="models", description="Models, versions, aliases and previews"),
                   Tag(name="training", description="Training jobs (GRPO, DPO, SFT on LoRA), live progress and "
                                                    "the online trigger's policy"),
+                  Tag(name="tuning", description="Moondream-compatible interactive tuning (moondream.ft): "
+                                                 "finetunes, rollouts, train steps, checkpoints"),
                   Tag(name="feedback", description="Ratings of served outputs, the rater queue, agreement and the "
                                                    "tenant's feedback data (retention, export, deletion)"),
                   Tag(name="rewards", description="Reward functions as versioned JSON, the metric library, scoring"),

@@ -54,6 +54,7 @@ async def build(runtime: ServiceRuntime) -> Gateway:
         inference=inference_pb2_grpc.InferenceServiceStub(inference_channel),  # type: ignore[no-untyped-call]
         billing=billing_stub(billing_channel),
         trainer=trainer_pb2_grpc.TrainerServiceStub(trainer_channel),  # type: ignore[no-untyped-call]
+        tuning=trainer_pb2_grpc.TuningServiceStub(trainer_channel),  # type: ignore[no-untyped-call]
         feedback=feedback_pb2_grpc.FeedbackServiceStub(feedback_channel),  # type: ignore[no-untyped-call]
         serving=lambda: runtime.ready,
     )

@@ -60,6 +60,7 @@ EXAMPLE_IMAGE = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABL
                  "t4NqoAAAAASUVORK5CYII=")
 
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_CHECKPOINT = re.compile(r"^[^/@\s]+/(?P<finetune>ft-[0-9a-f]{16})@(?P<step>\d{1,9})$")
 
 
 class Unavailable(ServiceError):
@@ -121,8 +122,14 @@ def message(name: str) -> str:
 
 
 def model_reference(value: str | None) -> str:
-    """What `model` names; absent, empty or "default" = the tenant's production model."""
+    """What `model` names; absent, empty or "default" = the tenant's production model.
+
+    A tuning checkpoint as Moondream's client names it, `<base>/<finetune_id>@<step>`, is the
+    finetune's registry model at its `step-<step>` preview (see services/trainer/tuning.py)."""
     text = (value or "").strip()
+    checkpoint = _CHECKPOINT.match(text)
+    if checkpoint:
+        return f"{checkpoint['finetune']}@step-{checkpoint['step']}"
     return text or DEFAULT_MODEL
 
 

@@ -93,3 +93,95 @@ class PolicyOut(msgspec.Struct):
     config: dict[str, Any]
     pending_rewards: Annotated[int, msgspec.Meta(description="Buffered rewards no job has trained on yet")]
     last_triggered_at: datetime | None
+
+
+# -- Moondream-compatible tuning (`/v1/tuning/...`) ------------------------------------------------
+FinetuneId = Annotated[str, msgspec.Meta(min_length=1, max_length=100, description="The finetune's id (ft-...)")]
+
+
+class CreateFinetune(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    rank: Annotated[int, msgspec.Meta(ge=1, le=64, description="LoRA rank")]
+
+
+class FinetuneOut(msgspec.Struct):
+    finetune_id: str
+    name: str
+    rank: int
+    step: int
+    created_at_ms: int
+    updated_at_ms: int
+
+
+class FinetuneEnvelope(msgspec.Struct):
+    finetune: FinetuneOut
+
+
+class FinetuneList(msgspec.Struct):
+    finetunes: list[FinetuneOut]
+
+
+class RolloutsBody(msgspec.Struct):
+    finetune_id: FinetuneId
+    request: Annotated[dict[str, Any], msgspec.Meta(description=(
+        "Moondream skill request: skill (query|detect|point), image_url, question | object, settings"))]
+    num_rollouts: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+    ground_truth: Annotated[dict[str, Any] | None, msgspec.Meta(
+        description="detect: {boxes}; point: {points | boxes} (normalised); rewards are computed from it")] = None
+
+
+class RolloutsOut(msgspec.Struct):
+    request: dict[str, Any]
+    rollouts: list[dict[str, Any]]
+    rewards: list[float] | None
+
+
+class TrainStepBody(msgspec.Struct):
+    finetune_id: FinetuneId
+    groups: Annotated[list[dict[str, Any]], msgspec.Meta(description=(
+        "RL groups {mode: rl, request, rollouts, rewards} and SFT groups {mode: sft, request, target}"))]
+    lr: Annotated[float, msgspec.Meta(gt=0, le=0.01)] = 2e-4
+
+
+class TrainStepOut(msgspec.Struct):
+    step: int
+    applied: bool
+    kl: float | None
+    router_kl: float | None
+    grad_norm: float | None
+    sft_loss: float | None
+    reward_mean: float | None
+    reward_std: float | None
+
+
+class MetricsBody(msgspec.Struct, forbid_unknown_fields=True):
+    step: Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX)]
+    metrics: dict[str, float]
+
+
+class MetricsOut(msgspec.Struct):
+    ok: bool
+    step: int
+    logged_count: int
+
+
+class CheckpointOut(msgspec.Struct):
+    checkpoint_id: str
+    finetune_id: str
+    step: int
+    version: Annotated[int, msgspec.Meta(description="Registry version of the finetune's model")]
+    model: Annotated[str, msgspec.Meta(description="Reference the skills endpoints accept (`<finetune_id>@<step>`)")]
+    expires_at_ms: int | None
+    created_at_ms: int
+    updated_at_ms: int
+
+
+class CheckpointList(msgspec.Struct):
+    checkpoints: list[CheckpointOut]
+    next_cursor: str | None
+    has_more: bool
+
+
+class SaveCheckpointOut(msgspec.Struct):
+    ok: bool
+    checkpoint: CheckpointOut
