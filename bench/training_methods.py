@@ -1,0 +1,110 @@
+"""Training figures per method on the default model: held-out metrics before/after (over seeds),
+seconds per step and samples/s — through the same worker process the trainer service runs.
+
+Each seed runs `python -m services.trainer.worker` on a fresh job directory (synthetic train data,
+held-out = the synthetic test split), exactly as a job does, and reads its result.json:
+
+    python bench/training_methods.py --method grpo --seeds 0 1 2
+    python bench/training_methods.py --method dpo --seeds 0 1 2
+    python bench/training_methods.py --method sft --seeds 0 1 2
+
+`--config '{"steps": 40}'` overrides the job config; the reward function (grpo) is the
+acceptance scenario's: name the colour, be right, be short.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.trainer.data import synthetic_rows  # noqa: E402
+from services.trainer.settings import DEFAULT_MODEL_DIR  # noqa: E402
+
+COLOUR_AND_SHORT = {"terms": [
+    {"metric": "colour_mention", "weight": 1.0},
+    {"metric": "exact_match", "weight": 1.0},
+    {"metric": "output_length", "weight": 0.5, "direction": "minimize", "params": {"max_words": 6}},
+]}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "grpo": {"steps": 30, "prompts_per_step": 4, "num_generations": 8, "learning_rate": 1e-4, "beta": 0.04,
+             "train_images": 64, "heldout_images": 48, "temperature": 1.0},
+    "dpo": {"steps": 30, "prompts_per_step": 8, "learning_rate": 1e-4, "beta": 0.1, "train_images": 64,
+            "heldout_images": 48},
+    "sft": {"steps": 30, "prompts_per_step": 8, "learning_rate": 2e-4, "train_images": 64, "heldout_images": 48},
+}
+PRIMARY = {"grpo": "heldout_reward", "dpo": "preference_win_rate", "sft": "correction_match"}
+
+
+def run_seed(method: str, seed: int, config: dict[str, Any], eval_images: int, threads: int) -> dict[str, Any]:
+    job = Path(tempfile.mkdtemp(prefix=f"bench-{method}-{seed}-"))
+    cfg = {**config, "seed": seed}
+    rows = synthetic_rows(method, "train", seed * cfg["train_images"], cfg["train_images"], ["query"], seed=seed)
+    (job / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    (job / "spec.json").write_text(json.dumps({
+        "job_id": job.name, "method": method, "base_dir": str(DEFAULT_MODEL_DIR), "parent_adapter": None,
+        "reward_function": COLOUR_AND_SHORT, "config": cfg, "eval_images": eval_images, "memory_mb": 8192,
+        "timeout_s": 3600, "threads": threads}))
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-m", "services.trainer.worker", str(job)], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.returncode != 0 or not (job / "result.json").exists():
+        events = (job / "events.jsonl").read_text() if (job / "events.jsonl").exists() else ""
+        raise SystemExit(f"seed {seed} failed ({proc.returncode}):\n{events[-3000:]}\n{proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads((job / "result.json").read_text())
+    result["wall_seconds"] = round(time.time() - started, 1)
+    progress = [json.loads(line) for line in (job / "events.jsonl").read_text().splitlines()]
+    result["step_times"] = [e for e in progress if e["type"] == "progress"]
+    return result
+
+
+def mean_sd(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", choices=sorted(DEFAULTS), default="grpo")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--config", default="{}", help="JSON overrides of the job config")
+    parser.add_argument("--eval-images", type=int, default=8, help="test images of the skill-metric evaluation")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    config = {**DEFAULTS[args.method], **json.loads(args.config)}
+    results = [run_seed(args.method, seed, config, args.eval_images, args.threads) for seed in args.seeds]
+    primary = PRIMARY[args.method]
+    keys = [primary, "heldout_reward", "heldout_query_em", "heldout_words", "query_em", "caption_content",
+            "detect_f1", "point_hit_rate"]
+    keys = list(dict.fromkeys(k for k in keys if k in results[0]["eval_before"]))
+    print(f"\n{args.method} on {DEFAULT_MODEL_DIR.name}, {platform.machine()} {os.cpu_count()} CPUs, "
+          f"threads={args.threads}, seeds={args.seeds}, config={json.dumps(config)}\n")
+    print("| metric | before | after | change |\n|---|---|---|---|")
+    for k in keys:
+        before = [r["eval_before"][k] for r in results]
+        after = [r["eval_after"][k] for r in results]
+        change = [a - b for a, b in zip(after, before, strict=True)]
+        print(f"| {k} | {mean_sd(before)} | {mean_sd(after)} | {mean_sd(change)} |")
+    per_step = [r["train_seconds"] / max(r["steps"], 1) for r in results]
+    sps = [r["samples_per_second"] for r in results]
+    print(f"\nseconds per step: {mean_sd(per_step)}; samples/s: {mean_sd(sps)}; "
+          f"job wall time (load + 2 evaluations + training + save): {mean_sd([r['wall_seconds'] for r in results])} s")
+    for r in results:
+        if r.get("warnings"):
+            print("warnings:", r["warnings"])
+
+
+if __name__ == "__main__":
+    main()
