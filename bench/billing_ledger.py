@@ -40,7 +40,7 @@ from services.billing.settings import BillingSettings
 from services.billing.tables import BillingTables
 
 GROUPINGS = (["tenant"], ["tenant", "model", "version"], ["tenant", "skill", "day"], ["model", "preview", "month"],
-             ["tenant", "key", "model", "version", "alias", "preview", "skill", "day"])
+             ["tenant", "model", "version", "preview", "skill", "month"])
 SKILLS = ("caption", "query", "detect", "point", "chat")
 
 
@@ -125,7 +125,7 @@ async def load(db: Database, tables: BillingTables, rows: list[tuple[object, ...
             await conn.close()
 
 
-async def report_times(db: Database, tables: BillingTables) -> list[tuple[str, float, int, int]]:
+async def report_times(db: Database, tables: BillingTables, backend: str) -> list[tuple[str, float, int, int]]:
     reports = Reports(db, tables)
     out = []
     for group_by in GROUPINGS:
@@ -137,6 +137,8 @@ async def report_times(db: Database, tables: BillingTables) -> list[tuple[str, f
             rows, total = len(report.rows), report.totals.requests
         assert total == sum(r.requests for r in report.rows)
         out.append((",".join(group_by), best, rows, total))
+        print(f"report  {backend:8s} group_by={out[-1][0]:45s} {rows:7,} rows  {best:6.2f} s "
+              f"(over {total:,} ledger rows)", flush=True)
     return out
 
 
@@ -165,7 +167,7 @@ async def main() -> None:
             urls["postgres"] = pg_url
         for backend in backends:
             rate = await ingest(args.events, urls[backend]("ingest"), work / f"ingest-{backend}")
-            print(f"ingest  {backend:8s} {args.events} events: {rate:,.0f} events/s")
+            print(f"ingest  {backend:8s} {args.events} events: {rate:,.0f} events/s", flush=True)
         rows = ledger_rows(args.rows)
         for backend in backends:
             db = Database(urls[backend]("report"), "billing")
@@ -174,10 +176,8 @@ async def main() -> None:
             started = time.perf_counter()
             tables = BillingTables(db)
             await load(db, tables, rows)
-            print(f"load    {backend:8s} {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
-            for grouping, seconds, n_rows, total in await report_times(db, tables):
-                print(f"report  {backend:8s} group_by={grouping:55s} {n_rows:7,} rows  {seconds:6.2f} s "
-                      f"(over {total:,} ledger rows)")
+            print(f"load    {backend:8s} {args.rows:,} rows in {time.perf_counter() - started:.1f} s", flush=True)
+            await report_times(db, tables, backend)
             await db.close()
     finally:
         if pg is not None:

@@ -207,6 +207,23 @@ def model(args: tuple[str, ...]) -> None:
 
 
 @main.command()
+@click.option("--from", "start", default="", help="Start (ISO date), default: start of this month")
+@click.option("--to", "end", default="", help="End, exclusive (ISO date)")
+@click.option("--group-by", default="", help="Finance report grouped by e.g. tenant,model,day (scope finance)")
+@click.option("--csv", "as_csv", is_flag=True, help="The report as RFC 4180 CSV")
+@click.pass_context
+def usage(ctx: click.Context, start: str, end: str, group_by: str, as_csv: bool) -> None:
+    """Usage and cost of the key's tenant; with --group-by or --csv, the finance report."""
+    if not group_by and not as_csv:
+        _run(ctx, lambda c: c.usage(start, end))
+        return
+    if as_csv:
+        _run(ctx, lambda c: click.echo(c.usage_report(group_by, start, end, csv=True), nl=False))
+        return
+    _run(ctx, lambda c: c.usage_report(group_by, start, end))
+
+
+@main.command()
 @click.pass_context
 def health(ctx: click.Context) -> None:
     """Health of every service and dependency."""

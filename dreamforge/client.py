@@ -214,6 +214,35 @@ class DreamForge:
             body["reference"] = reference
         return dict(self._call("POST", "/v1/rewards/score", json=body))
 
+    # -- billing -------------------------------------------------------------------------
+    def usage(self, start: str = "", end: str = "") -> dict[str, Any]:
+        """The calling tenant's usage and cost (default: this calendar month, UTC)."""
+        return dict(self._call("GET", "/v1/usage", params={"from": start, "to": end}))
+
+    def usage_report(self, group_by: list[str] | str = (), start: str = "", end: str = "", *, csv: bool = False,
+                     tenant: str = "") -> Any:
+        """Finance report (scope `finance`): the JSON report, or the RFC 4180 CSV text with csv=True."""
+        params = {"group_by": group_by if isinstance(group_by, str) else ",".join(group_by), "from": start,
+                  "to": end, "format": "csv" if csv else "json", "tenant": tenant}
+        response = self._http.get("/v1/usage/report", params=params)
+        self._raise_for(response)
+        return response.text if csv else response.json()
+
+    def quote(self, images_per_month: dict[str, int], plan: str = "") -> dict[str, Any]:
+        """The monthly price of `images_per_month` (skill -> images) under `plan` (default: the tenant's)."""
+        body: dict[str, Any] = {"images_per_month": images_per_month}
+        if plan:
+            body["plan"] = plan
+        return dict(self._call("POST", "/v1/billing/quote", json=body))
+
+    def plans(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/billing/plans")["plans"])
+
+    def assign_plan(self, tenant_id: str, plan: str, effective_from: str = "") -> dict[str, Any]:
+        """Put a tenant on a plan from now (or `effective_from`, ISO 8601) on; scope `admin`."""
+        body = {"plan": plan, **({"effective_from": effective_from} if effective_from else {})}
+        return dict(self._call("PUT", f"/v1/billing/tenants/{tenant_id}/plan", json=body))
+
     def _stream(self, path: str, body: dict[str, Any]) -> Iterator[str]:
         """The text pieces of a streamed caption or answer (server-sent events)."""
         request = self._http.build_request("POST", path, json={**body, "stream": True})

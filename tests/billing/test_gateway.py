@@ -5,6 +5,7 @@ reaches inference, signed Stripe webhooks, and 400s that name the field."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dreamforge.client import DreamForge
 from dreamforge.infra import free_port
 from services.billing.main import build as build_billing
 from services.gateway.main import build as build_gateway
@@ -129,6 +131,15 @@ async def test_reports_scopes_isolation_csv_quote_quota_and_webhook(site: Site) 
         assert (quote["plan"], quote["total_minor_units"], quote["within_limit"]) == ("hand", 31, True)
         usage_now = (await fin.get("/v1/usage")).json()
         assert (usage_now["requests"], usage_now["cost_minor_units"], usage_now["plan"]) == (8, 31, "hand")
+        # the SDK: same figures
+        sdk = DreamForge(api_key=a_fin["Authorization"].split()[1], base_url=site.url)
+        try:
+            assert (await asyncio.to_thread(sdk.quote, {"caption": 5, "query": 3}))["total_minor_units"] == 31
+            assert (await asyncio.to_thread(sdk.usage))["cost_minor_units"] == 31
+            sdk_csv = await asyncio.to_thread(lambda: sdk.usage_report(["skill"], csv=True))
+            assert sdk_csv.splitlines()[0].startswith("skill,requests,images")
+        finally:
+            sdk.close()
 
     async with site.client(a_app) as app:
         error(await app.get("/v1/usage/report"), 403, "`finance`")
