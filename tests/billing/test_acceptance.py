@@ -103,6 +103,8 @@ async def test_ten_thousand_events_through_two_crashes_are_counted_and_billed_ex
                         latency_ms=rng.uniform(5, 200), when=now, model=f"mdl_{i % 3}", version=1 + i % 2)
                   for i in range(EVENTS)]
         db = tmp_path / "data" / "billing.db"
+        billing.stop()          # each part is published while billing is down, so it restarts into a backlog
+        kills: list[tuple[int, int]] = []
         async with Publisher(nats_url) as pub:
             for part, (lo, hi) in enumerate(((0, 4000), (4000, 8000), (8000, EVENTS))):
                 for event in events[lo:hi]:
@@ -112,10 +114,12 @@ async def test_ten_thousand_events_through_two_crashes_are_counted_and_billed_ex
                         await pub.publish(event)                # a duplicate publish (JetStream drops it)
                     elif roll < 0.3:
                         await pub.publish(event, replay=True)   # a replay past the dedupe window
-                if part < 2:   # kill mid-stream, once the consumer is busy with this part
-                    await eventually(lambda lo=lo: ledger_count(db) > lo + 500, timeout_s=60, interval_s=0.05)
+                await billing.start()
+                if part < 2:   # SIGKILL in the middle of the backlog: batches in flight, Stripe calls in flight
+                    await eventually(lambda lo=lo: ledger_count(db) > lo + 300, timeout_s=60, interval_s=0.02)
                     billing.kill()
-                    await billing.start()
+                    kills.append((ledger_count(db), hi))
+        assert len(kills) == 2 and all(done < published for done, published in kills), kills
         await eventually(lambda: ledger_count(db) >= EVENTS, timeout_s=60, interval_s=0.2)
 
         async with channel(f"127.0.0.1:{billing.port}") as ch:
@@ -150,8 +154,8 @@ async def test_ten_thousand_events_through_two_crashes_are_counted_and_billed_ex
         for (tenant, skill), paid in expected_billable.items():
             assert sent.get((customers[tenant], f"dreamforge_{skill}_images"), 0) == paid
         faults = sum(1 for _path, _key, status in fake_stripe.requests if status >= 429)
-        print(f"\n{EVENTS} events, {len(groups)} meter events, {faults} injected Stripe faults, "
-              f"{fake_stripe.replays} idempotent replays")
+        print(f"\n{EVENTS} events, killed at {kills} (ledger rows, events published), {len(groups)} meter events, "
+              f"{faults} injected Stripe faults, {fake_stripe.replays} idempotent replays")
         assert faults > 0
     finally:
         billing.stop()
