@@ -10,6 +10,7 @@ report   `rows` ledger rows (20 tenants, 12 models x 3 versions, 5 skills, 90 da
          operator sees them), best of 3, including p50/p95 latency per group.
 
     python bench/billing_ledger.py [--events 20000] [--rows 1000000] [--backends sqlite,postgres]
+    (--events 0 skips the ingest part)
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ async def main() -> None:
                 await admin.execute(f'CREATE DATABASE "{name}"')
             await admin.close()
             urls["postgres"] = pg_url
-        for backend in backends:
+        for backend in backends if args.events else ():
             rate = await ingest(args.events, urls[backend]("ingest"), work / f"ingest-{backend}")
             print(f"ingest  {backend:8s} {args.events} events: {rate:,.0f} events/s", flush=True)
         rows = ledger_rows(args.rows)

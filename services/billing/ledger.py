@@ -79,7 +79,10 @@ class Ledger:
     async def _price(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """Fill plan, billable images and cost of each row (in order)."""
         added = _sum_by(rows, ("tenant_id", "month", "skill"))
-        used = {key: await self._add_month_usage(conn, *key, images) - images for key, images in added.items()}
+        used: dict[tuple[Any, ...], int] = {}
+        for key, images in added.items():
+            tenant, month, skill = key
+            used[key] = await self._add_month_usage(conn, tenant, month, skill, images) - images
         for row in rows:
             plan = self.plans.plan_at(row["tenant_id"], row["occurred_at"])
             key = (row["tenant_id"], row["month"], row["skill"])

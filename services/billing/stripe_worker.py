@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 import stripe
@@ -41,7 +42,7 @@ def make_client(settings: BillingSettings) -> stripe.StripeClient | None:
     if not settings.stripe_api_key:
         return None
     base = settings.stripe_api_base.rstrip("/") or None
-    addresses: stripe.BaseAddresses = {"api": base, "meter_events": base} if base else {}  # type: ignore[assignment]
+    addresses: Any = {"api": base, "meter_events": base} if base else {}
     return stripe.StripeClient(settings.stripe_api_key, base_addresses=addresses, max_network_retries=0)
 
 

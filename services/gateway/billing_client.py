@@ -145,9 +145,9 @@ class BillingClient:
                         rows=[row_out(x) for x in r.rows], totals=row_out(r.totals))
 
     async def quote(self, who: Principal, data: s.QuoteRequest) -> s.Quote:
+        images = {str(k): v for k, v in data.images_per_month.items()}
         r = await self.stub.Quote(billing_pb2.QuoteRequest(caller=to_caller(who), plan=data.plan or "",
-                                                           images_per_month=dict(data.images_per_month)),
-                                  timeout=self.timeout_s)
+                                                           images_per_month=images), timeout=self.timeout_s)
         return s.Quote(plan=r.plan, currency=r.currency, total_minor_units=r.total_minor_units,
                        total_images=r.total_images, hard_limit_images=r.hard_limit_images,
                        within_limit=r.within_limit, lines=[
@@ -166,8 +166,8 @@ class BillingClient:
 
     async def put_plan(self, who: Principal, plan_id: str, data: s.PlanBody) -> s.Plan:
         plan = billing_pb2.Plan(id=plan_id, name=data.name, currency=data.currency,
-                                included_images=dict(data.included_images),
-                                unit_price_minor_units=dict(data.unit_price_minor_units),
+                                included_images={str(k): v for k, v in data.included_images.items()},
+                                unit_price_minor_units={str(k): v for k, v in data.unit_price_minor_units.items()},
                                 hard_limit_images=data.hard_limit_images, limit_status=data.limit_status,
                                 description=data.description)
         return plan_out(await self.stub.PutPlan(billing_pb2.PutPlanRequest(caller=to_caller(who), plan=plan),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post, put
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Schema
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import Parameter
 
 from services.gateway.auth import PUBLIC, requires
@@ -44,7 +44,7 @@ class CsvOrJson(Operation):
         ok = (self.responses or {}).get("200")
         if isinstance(ok, OpenAPIResponse):
             ok.content = {**(ok.content or {}), "text/csv": OpenAPIMediaType(schema=Schema(
-                type="string", description="RFC 4180 CSV: a header row (the group_by dimensions, then the "
+                type=OpenAPIType.STRING, description="RFC 4180 CSV: a header row (the group_by dimensions, then the "
                                            "measures and currency), CRLF line ends, ISO 8601 dates"))}
 
 
