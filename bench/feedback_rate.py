@@ -78,11 +78,17 @@ async def run(platform: Platform, nats_url: str, n_outputs: int, n_raters: int, 
         tenant = (await client.post("/v1/admin/tenants", json={"name": "bench"}, headers=admin)).json()["id"]
         keys = [(await client.post("/v1/admin/keys", json={"tenant_id": tenant, "scopes": ["rater"]},
                                    headers=admin)).json()["key"] for _ in range(n_raters)]
-        await client.post("/v1/reward-functions", headers=admin, json={"name": "bench", "active": True, "definition": {
+        ml = {"Authorization": "Bearer " + (await client.post(
+            "/v1/admin/keys", json={"tenant_id": tenant, "scopes": ["ml"]}, headers=admin)).json()["key"]}
+        r = await client.post("/v1/reward-functions", headers=ml, json={"name": "bench", "active": True, "definition": {
             "terms": [{"metric": "human_rating", "weight": 1.0},
                       {"metric": "latency_ms", "weight": 0.1, "direction": "minimize"}]}})
+        r.raise_for_status()
         ids = await seed(nats_url, tenant, n_outputs)
-        while (await client.get(f"/v1/feedback/outputs/{ids[-1]}", headers=admin)).status_code != 200:  # noqa: ASYNC110
+        deadline = time.monotonic() + 60
+        while (await client.get(f"/v1/feedback/outputs/{ids[-1]}", headers=ml)).status_code != 200:
+            if time.monotonic() > deadline:
+                raise SystemExit("the seeded outputs never reached the feedback service")
             await asyncio.sleep(0.1)
 
         arrived: dict[str, float] = {}

@@ -59,8 +59,10 @@ class FeedbackHarness:
 
 
 @pytest.fixture
-async def feedback(nats_url: str, tmp_path: Path) -> AsyncIterator[FeedbackHarness]:
-    settings = FeedbackSettings(home=tmp_path, nats_url=nats_url, log_format="text", queue_overlap=2)
+async def feedback(nats_url: str, tmp_path: Path, database_url: str) -> AsyncIterator[FeedbackHarness]:
+    """Once on SQLite, once on PostgreSQL (`database_url` is parametrised)."""
+    settings = FeedbackSettings(home=tmp_path, nats_url=nats_url, log_format="text", queue_overlap=2,
+                                database_url=database_url)
     async with running_service("feedback", build, settings) as runtime:
         async with channel(f"127.0.0.1:{runtime.port}") as ch:
             yield FeedbackHarness(runtime, feedback_pb2_grpc.FeedbackServiceStub(ch), nats_url)
