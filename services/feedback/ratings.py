@@ -17,18 +17,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import grpc
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from dreamforge.db import Database, utcnow
 from dreamforge.events import FEEDBACK_SUBMITTED, REWARD_SCORED
-from dreamforge.grpcio import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from dreamforge.grpcio import AlreadyExists, InvalidArgument, NotFound, PermissionDenied, ServiceError
 from dreamforge.outbox import Outbox
 from services.feedback.outputs import OutputStore
 from services.feedback.paging import Page, page_window
 from services.feedback.reward_functions import RewardFunctions
 from services.feedback.scoring import reward_events, submitted_event
 from services.feedback.tables import Tables
+
+
+class Aborted(ServiceError):
+    code = grpc.StatusCode.ABORTED
+
 
 KINDS = ("thumbs", "score", "pairwise", "correction", "flag")
 FLAGS = ("wrong", "unsafe", "other")
@@ -193,14 +199,21 @@ class Ratings:
         other = await self._output(tenant_id, old.other_request_id, "other_request_id") \
             if old.kind == "pairwise" else None
         functions = await self.functions.active(tenant_id)
-        async with self.db.transaction() as conn:
-            current = (await conn.execute(sa.select(self.t.c.revision).where(self.t.c.id == rating_id))).scalar_one()
-            new = Rating(old.id, tenant_id, old.request_id, rater_id, old.kind, json.dumps(value),
-                         old.other_request_id, old.comment if comment is None else comment, current + 1,
-                         old.created_at, utcnow())
-            await conn.execute(self.t.update().where(self.t.c.id == rating_id).values(
-                value_json=new.value_json, comment=new.comment, revision=new.revision, updated_at=new.updated_at))
-            await self._emit(conn, new, output, other, functions)
+        new = Rating(old.id, tenant_id, old.request_id, rater_id, old.kind, json.dumps(value), old.other_request_id,
+                     old.comment if comment is None else comment, old.revision + 1, old.created_at, utcnow())
+        try:
+            async with self.db.transaction() as conn:
+                # compare-and-set on the revision: a concurrent edit makes this one change no row
+                changed = (await conn.execute(self.t.update().where(
+                    self.t.c.id == rating_id, self.t.c.revision == old.revision).values(
+                    value_json=new.value_json, comment=new.comment, revision=new.revision,
+                    updated_at=new.updated_at))).rowcount
+                if changed != 1:
+                    raise IntegrityError("revision moved", None, ValueError("concurrent edit"))
+                await self._emit(conn, new, output, other, functions)
+        except IntegrityError:
+            raise Aborted(f"rating {rating_id!r} was changed or withdrawn concurrently: read it again and retry") \
+                from None
         self.outbox.notify()
         return new
 

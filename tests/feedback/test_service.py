@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import grpc
@@ -180,3 +181,17 @@ async def test_tables_hold_what_the_api_says(feedback: FeedbackHarness) -> None:
     async with feedback.state.ratings.db.engine.connect() as conn:
         rows = (await conn.execute(sa.select(feedback.state.tables.ratings))).all()
     assert [(r.kind, json.loads(r.value_json)) for r in rows] == [("flag", "unsafe")]
+
+
+async def test_concurrent_edits_never_collide(feedback: FeedbackHarness) -> None:
+    stub = feedback.stub
+    await feedback.serve("t_a", "e1")
+    rating = await stub.SubmitFeedback(submit("t_a", "e1", "score", 3))
+    results = await asyncio.gather(*(stub.UpdateFeedback(feedback_pb2.UpdateFeedbackRequest(
+        caller=caller("t_a"), id=rating.id, value_json=str(v))) for v in (1, 2, 4, 5)), return_exceptions=True)
+    ok = [r for r in results if isinstance(r, feedback_pb2.Feedback)]
+    refused = [r for r in results if not isinstance(r, feedback_pb2.Feedback)]
+    assert ok and all(isinstance(e, grpc.aio.AioRpcError) and e.code() == grpc.StatusCode.ABORTED for e in refused)
+    assert sorted(r.revision for r in ok) == list(range(2, 2 + len(ok)))
+    events = await eventually(lambda: _at_least(feedback, 1 + len(ok)))
+    assert len({e.meta.event_id for e in events}) == len(events) == 1 + len(ok)
