@@ -95,12 +95,15 @@ async def test_sigkill_between_accept_and_emit_loses_and_duplicates_nothing(tmp_
             burst = [stub.SubmitFeedback(feedback_pb2.SubmitFeedbackRequest(
                 caller=caller("t_a"), request_id=f"r{i}", kind="thumbs", value_json='"up"')) for i in range(N, 2 * N)]
             tasks = [asyncio.ensure_future(c) for c in burst]
-            await asyncio.sleep(0.05)
+            pending: set[asyncio.Future[Any]] = set(tasks)
+            while len(tasks) - len(pending) < N // 3:  # kill with some answered, the rest in flight
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             await _kill(proc)
             done = await asyncio.gather(*tasks, return_exceptions=True)
             accepted += [r for r in done if isinstance(r, feedback_pb2.Feedback)]
             proc = await _start(env)
             ratings = await _rated(stub)
+            print(f"burst: {len(accepted) - N} of {N} answered before the kill; {len(ratings) - N} committed")
             assert {r.id for r in accepted} <= {r.id for r in ratings}
             await eventually(lambda: _count(url, len(ratings)), timeout_s=30)
             await asyncio.sleep(1.5)  # a late duplicate would show up by now
