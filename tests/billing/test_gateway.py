@@ -147,6 +147,12 @@ async def test_reports_scopes_isolation_csv_quote_quota_and_webhook(site: Site) 
         # a has 8 of 9 images: one more is admitted (and fails later, as no inference runs here) ...
         first = await app.post("/v1/caption", json={"image_url": IMAGE})
         assert first.status_code not in (402, 429), first.text
+        # ... but not two: a chat with two images would make 10 of 9 -> 429 until the month resets
+        two = [{"type": "image_url", "image_url": {"url": IMAGE}}] * 2
+        chat = await app.post("/v1/chat/completions", json={"model": "default", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "compare"}, *two]}]})
+        error(chat, 429, "Hand plan", "8 of 9 images", "resets on")
+        assert int(chat.headers["retry-after"]) > 0 and chat.json()["error"]["code"] == "quota_exceeded"
     async with site.client(b_fin) as fin:
         assert {r["group"]["tenant"] for r in (await fin.get("/v1/usage/report?group_by=tenant")).json()["rows"]} \
             == {b}
