@@ -38,11 +38,11 @@ COLOUR_AND_SHORT = {"terms": [
     {"metric": "output_length", "weight": 0.5, "direction": "minimize", "params": {"max_words": 6}},
 ]}
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "grpo": {"steps": 30, "prompts_per_step": 4, "num_generations": 8, "learning_rate": 1e-4, "beta": 0.04,
-             "train_images": 64, "heldout_images": 48, "temperature": 1.0},
-    "dpo": {"steps": 30, "prompts_per_step": 8, "learning_rate": 1e-4, "beta": 0.1, "train_images": 64,
-            "heldout_images": 48},
-    "sft": {"steps": 30, "prompts_per_step": 8, "learning_rate": 2e-4, "train_images": 64, "heldout_images": 48},
+    "grpo": {"steps": 30, "prompts_per_step": 4, "num_generations": 8, "learning_rate": 1e-3, "beta": 0.04,
+             "train_images": 64, "heldout_images": 32, "temperature": 1.3},
+    "dpo": {"steps": 20, "prompts_per_step": 8, "learning_rate": 5e-4, "beta": 0.1, "train_images": 64,
+            "heldout_images": 32},
+    "sft": {"steps": 20, "prompts_per_step": 8, "learning_rate": 5e-4, "train_images": 64, "heldout_images": 32},
 }
 PRIMARY = {"grpo": "heldout_reward", "dpo": "preference_win_rate", "sft": "correction_match"}
 
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--method", choices=sorted(DEFAULTS), default="grpo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", default="{}", help="JSON overrides of the job config")
-    parser.add_argument("--eval-images", type=int, default=8, help="test images of the skill-metric evaluation")
+    parser.add_argument("--eval-images", type=int, default=4, help="test images of the skill-metric evaluation")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     config = {**DEFAULTS[args.method], **json.loads(args.config)}

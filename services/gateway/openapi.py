@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from litestar._openapi.schema_generation import SchemaCreator
 
 #: Dependencies that call a backend service over gRPC: their failures reach the client mapped by `errors.py`.
-BACKEND_DEPENDENCIES = frozenset({"registry", "feedback"})
+BACKEND_DEPENDENCIES = frozenset({"registry", "feedback", "trainer", "tuning"})
 #: Every status a backend failure can become (INTERNAL/UNKNOWN -> 502).
 BACKEND_STATUSES = frozenset(GRPC_TO_HTTP.values()) | {502}
 

@@ -105,7 +105,7 @@ class RewardFunctions:
             return parse_reward_function(definition).to_json()
         except RewardDefinitionError as exc:
             raise InvalidArgument(f"{field}.{exc.field}: {exc.message}") from None
-        except ValueError as exc:
+        except (ValueError, TypeError, AttributeError) as exc:
             raise InvalidArgument(f"{field} is not a valid reward function: {exc}") from None
 
     async def fetch(self, caller: common_pb2.Caller, fn_id: str, version: int) -> tuple[dict[str, Any], int]:

@@ -67,7 +67,7 @@ def test_every_operation_documents_its_errors_with_the_error_schema(doc: dict[st
     # every keyed operation takes input or is a plain read of the caller's own data
     assert {w for w, op in ops.items() if "400" not in op["responses"]} == {
         ("GET", "/health"), ("GET", "/ready"), ("GET", "/v1/whoami"), ("GET", "/v1/admin/tenants"),
-        ("GET", "/v1/reward-metrics"), ("GET", "/v1/tuning/finetunes")}
+        ("GET", "/v1/reward-metrics")}
 
 
 def test_statuses_of_backend_and_admin_routes(doc: dict[str, Any]) -> None:
