@@ -1,1 +1,1 @@
-"""Feedback: keeps served outputs for rating (ratings, raters and reward functions come with the feedback issue)."""
+"""Feedback: served outputs kept for rating, ratings and raters, reward functions and scoring, data rights."""
