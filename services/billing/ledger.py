@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dreamforge.bus import Delivery
+from dreamforge.bus import Delivery, PermanentError
 from dreamforge.db import Database, utcnow
 from dreamforge.v1 import events_pb2
 from services.billing.plan_store import PlanStore
@@ -55,6 +55,8 @@ class Ledger:
         """
         fresh: dict[str, tuple[events_pb2.UsageRecorded, Delivery]] = {}
         for event, delivery in items:
+            if not delivery.event_id or not event.meta.tenant_id:
+                raise PermanentError("usage.recorded without an event id or tenant cannot be counted exactly once")
             fresh.setdefault(delivery.event_id, (event, delivery))
         inbox = self.db.inbox_table
         rows: list[dict[str, Any]] = []

@@ -188,3 +188,24 @@ async def test_webhooks_are_verified_recorded_once_and_a_failed_invoice_blocks(
         await stub.RecordStripeWebhook(billing_pb2.StripeWebhookRequest(
             payload=paid.encode(), signature=sign_webhook(paid, SECRET)))
         assert (await stub.CheckQuota(billing_pb2.CheckQuotaRequest(caller=caller("t_a")))).allowed
+
+
+async def test_a_poison_event_in_a_batch_is_dead_lettered_and_the_rest_recorded(
+        nats_url: str, redis_url: str, fake_stripe: FakeStripe, tmp_path: Path) -> None:
+    async with running_service("billing", build, settings(tmp_path, nats_url, redis_url, fake_stripe.url)) as rt:
+        await rt.bus.stop_consuming()   # let a backlog build, so the events arrive in one fetch
+        async with Publisher(nats_url) as pub:
+            for i in range(5):
+                await pub.publish(usage("t_a", f"ok{i}:usage", "caption"))
+            poison = usage("t_a", "x:usage", "caption")
+            poison.meta.event_id = ""
+            await pub.publish(poison, replay=True)       # no event id anywhere: cannot be counted once
+            for i in range(5, 8):
+                await pub.publish(usage("t_a", f"ok{i}:usage", "caption"))
+    async with running_service("billing", build, settings(tmp_path, nats_url, redis_url, fake_stripe.url)) as rt, \
+            channel(f"127.0.0.1:{rt.port}") as ch:
+        stub = billing_pb2_grpc.BillingServiceStub(ch)
+        await eventually(lambda: _requests(stub.Report(billing_pb2.ReportRequest(caller=caller("t_a"))), 8),
+                         timeout_s=20)
+        info = await rt.bus.js.stream_info("DF_DLQ")
+        assert info.state.messages == 1
