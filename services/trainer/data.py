@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -39,7 +40,7 @@ def reference_of(sample: Sample, task: Task) -> dict[str, Any]:
 
 def world_tasks(split: str, start: int, n_images: int, skills: Iterable[str]) -> list[tuple[Sample, Task]]:
     wanted = set(skills)
-    out = []
+    out: list[tuple[Sample, Task]] = []
     for i in range(start, start + n_images):
         sample = get_sample(split, i, IMAGE_SIZE)
         out.extend((sample, t) for t in sample.eval_tasks() if t.skill in wanted)
@@ -58,7 +59,7 @@ def wrong_answer(task: Task, rng: random.Random) -> str:
     words = ["zero", "one", "two", "three", "four", "five", "six", "seven"]
     if answer in words:
         return rng.choice([w for w in words if w != answer])
-    return rng.choice(COLOURS)
+    return rng.choice(sorted(COLOURS))
 
 
 def synthetic_rows(method: str, split: str, start: int, n_images: int, skills: Iterable[str],
@@ -79,13 +80,15 @@ def synthetic_rows(method: str, split: str, start: int, n_images: int, skills: I
     return rows
 
 
-def rows_from_reward(payload: dict[str, Any]) -> dict[str, Any] | None:
-    """A training row from a buffered `reward.scored` event (its JSON form), or None when unusable."""
+def rows_from_reward(payload: dict[str, Any], images_root: str = "") -> dict[str, Any] | None:
+    """A training row from a buffered `reward.scored` event (its JSON form), or None when unusable.
+    `images_root` is the platform's image store (`$DREAMFORGE_HOME/images`)."""
     skill = payload.get("skill", "")
     prompt = payload.get("prompt", "")
     if skill not in SKILLS or not prompt:
         return None
     row: dict[str, Any] = {"skill": skill, "prompt": prompt, "image_ref": payload.get("imageRef", ""),
+                           "tenant": payload.get("meta", {}).get("tenantId", ""), "images_root": images_root,
                            "reference": None, "reward": payload.get("reward", 0.0)}
     chosen, rejected = _answer_text(payload.get("outputJson", "")), _answer_text(payload.get("rejectedOutputJson", ""))
     if rejected:
@@ -113,19 +116,21 @@ def _answer_text(output_json: str) -> str:
 
 
 def load_image(row: dict[str, Any]) -> Image.Image | None:
-    """The row's image: re-rendered from the world, or fetched by reference when the platform can."""
+    """The row's image: re-rendered from the world, or the served image from the platform's image
+    store (`dreamforge.image_store`, written by inference)."""
     if row.get("world"):
         split, index = row["world"]
         return get_sample(split, int(index), IMAGE_SIZE).image
-    ref = row.get("image_ref")
-    if not ref:
+    ref, tenant = row.get("image_ref"), row.get("tenant")
+    if not ref or not tenant:
         return None
     try:
-        from dreamforge import images
-        loader = getattr(images, "load_ref", None)
-        return loader(ref) if loader is not None else None
-    except Exception:
-        return None
+        from dreamforge.image_store import load_ref
+
+        root = row.get("images_root")
+        return load_ref(ref, tenant, Path(root) if root else None)
+    except (KeyError, ValueError, OSError):
+        return None  # purged, deleted, never stored, or not an image reference
 
 
 def user_turn(prompt: str) -> list[dict[str, Any]]:

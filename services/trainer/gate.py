@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.trainer.config import Gate
-from services.trainer.heldout import SKILL_METRICS
+from services.trainer.heldout import GUARDED_METRICS
 
 PRIMARY = {"grpo": "heldout_reward", "dpo": "preference_win_rate", "sft": "correction_match"}
 
@@ -25,7 +25,7 @@ def decide(method: str, before: dict[str, float], after: dict[str, float], gate:
     elif gain <= gate.min_gain:
         reasons.append(f"{primary} {before.get(primary, 0.0):.4f} -> {after[primary]:.4f} did not rise by more "
                        f"than {gate.min_gain:g}")
-    drops = {k: round(before[k] - after[k], 5) for k in SKILL_METRICS if k in before and k in after}
+    drops = {k: round(before[k] - after[k], 5) for k in GUARDED_METRICS if k in before and k in after}
     for name, drop in drops.items():
         if drop > gate.max_skill_drop:
             reasons.append(f"{name} dropped by {drop:.4f} (more than {gate.max_skill_drop:g})")

@@ -78,7 +78,7 @@ class TuningServicer(trainer_pb2_grpc.TuningServiceServicer):
     @grpc_errors
     async def ListFinetunes(self, request: trainer_pb2.ListFinetunesRequest, context: Context
                             ) -> trainer_pb2.ListFinetunesResponse:
-        return trainer_pb2.ListFinetunesResponse(finetunes=await self.tuning.list(request.caller))
+        return trainer_pb2.ListFinetunesResponse(finetunes=await self.tuning.list_finetunes(request.caller))
 
     @grpc_errors
     async def DeleteFinetune(self, request: trainer_pb2.FinetuneRequest, context: Context) -> trainer_pb2.Finetune:

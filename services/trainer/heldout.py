@@ -6,7 +6,8 @@ on sets the training never sees (the synthetic test split):
 - skill metrics (`dreamforge.model.evaluate` on `eval_images` test images): query exact
   match, caption content, detect F1/mIoU, point hit rate — what must not drop;
 - `heldout_reward` (mean, std) of greedy answers under the job's reward function, plus the
-  mean answer length in words (a policy winning by padding shows here);
+  mean answer length in words (a policy winning by padding shows here) and, for queries, their
+  exact match (`heldout_query_em`, on `heldout_images` images: more questions than above);
 - `preference_win_rate` (dpo): share of held-out pairs where the policy gives the preferred
   answer a higher log-likelihood than the rejected one;
 - `correction_match` (sft): share of held-out prompts answered exactly as corrected.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from PIL import Image
 
 from dreamforge.model.evaluate import evaluate, normalise
 from dreamforge.model.skills import MAX_NEW_TOKENS, Skills
@@ -24,6 +26,15 @@ from dreamforge.rewards import RewardFunctionSpec, ScoringItem
 from services.trainer.data import load_image
 
 SKILL_METRICS = ("query_em", "caption_content", "detect_f1", "detect_miou", "point_hit_rate")
+#: What must not drop (the release gate): the skill metrics plus the held-out query exact match.
+GUARDED_METRICS = (*SKILL_METRICS, "heldout_query_em")
+
+
+def _image(row: dict[str, Any]) -> Image.Image:
+    image = load_image(row)
+    if image is None:
+        raise ValueError(f"held-out row without an image: {row.get('prompt')!r}")
+    return image
 
 
 def skill_metrics(skills: Skills, n_images: int) -> dict[str, float]:
@@ -37,7 +48,7 @@ def answers(skills: Skills, rows: list[dict[str, Any]]) -> list[str]:
         idx = [i for i, r in enumerate(rows) if r["skill"] == skill]
         for b in range(0, len(idx), 32):
             chunk = idx[b:b + 32]
-            texts = skills.generate([load_image(rows[i]) for i in chunk], [rows[i]["prompt"] for i in chunk],
+            texts = skills.generate([_image(rows[i]) for i in chunk], [rows[i]["prompt"] for i in chunk],
                                     MAX_NEW_TOKENS[skill])
             by_index.update(zip(chunk, texts, strict=True))
     return [by_index[i] for i in range(len(rows))]
@@ -49,8 +60,13 @@ def reward_metrics(skills: Skills, spec: RewardFunctionSpec, rows: list[dict[str
                                       latency_ms=None, rating=None, preferred=None)).reward
                for r, o in zip(rows, outputs, strict=True)]
     t = torch.tensor(rewards, dtype=torch.float64)
-    return {"heldout_reward": float(t.mean()), "heldout_reward_std": float(t.std(unbiased=False)),
-            "heldout_words": sum(len(o.split()) for o in outputs) / max(len(outputs), 1)}
+    out = {"heldout_reward": float(t.mean()), "heldout_reward_std": float(t.std(unbiased=False)),
+           "heldout_words": sum(len(o.split()) for o in outputs) / max(len(outputs), 1)}
+    queries = [(r, o) for r, o in zip(rows, outputs, strict=True) if r["skill"] == "query"]
+    if queries:  # the same answers, checked for correctness: a larger query set than the skill metrics'
+        out["heldout_query_em"] = sum(normalise(o) == normalise(r["reference"]["answer"])
+                                      for r, o in queries) / len(queries)
+    return out
 
 
 @torch.no_grad()
@@ -60,7 +76,7 @@ def _answer_logprob(skills: Skills, row: dict[str, Any], answer: str) -> float:
 
     proc = skills.processor
     prompt = chat_prompt(proc, row["prompt"])
-    image = load_image(row)
+    image = _image(row)
     full = proc(text=[prompt + answer + "<end_of_utterance>"], images=[[image]], return_tensors="pt")
     n_prompt = proc(text=[prompt], images=[[image]], return_tensors="pt")["input_ids"].shape[1]
     full = full.to(skills.device)

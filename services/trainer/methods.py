@@ -50,21 +50,22 @@ def build_trainer(method: str, model: Any, processor: Any, cfg: JobConfig, rows:
 
         if spec is None:
             raise ValueError("a grpo job needs a reward function")
-        args = GRPOConfig(**common, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
+        grpo = GRPOConfig(**common, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
                           num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
                           temperature=cfg.temperature, beta=cfg.beta)
-        return GRPOTrainer(model=model, processing_class=processor, reward_funcs=[as_trl_reward(spec)], args=args,
+        reward: Any = as_trl_reward(spec)
+        return GRPOTrainer(model=model, processing_class=processor, reward_funcs=[reward], args=grpo,
                            train_dataset=dataset, peft_config=peft_config, callbacks=[callback])
     if method == "dpo":
         from trl import DPOConfig, DPOTrainer
 
-        args = DPOConfig(**common, per_device_train_batch_size=cfg.prompts_per_step, beta=cfg.beta)
-        return DPOTrainer(model=model, processing_class=processor, args=args, train_dataset=dataset,
+        dpo = DPOConfig(**common, per_device_train_batch_size=cfg.prompts_per_step, beta=cfg.beta)
+        return DPOTrainer(model=model, processing_class=processor, args=dpo, train_dataset=dataset,
                           peft_config=peft_config, callbacks=[callback])
     if method == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        args = SFTConfig(**common, per_device_train_batch_size=cfg.prompts_per_step, completion_only_loss=True)
-        return SFTTrainer(model=model, processing_class=processor, args=args, train_dataset=dataset,
+        sft = SFTConfig(**common, per_device_train_batch_size=cfg.prompts_per_step, completion_only_loss=True)
+        return SFTTrainer(model=model, processing_class=processor, args=sft, train_dataset=dataset,
                           peft_config=peft_config, callbacks=[callback])
     raise ValueError(f"unknown method {method!r}")

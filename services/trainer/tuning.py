@@ -131,20 +131,20 @@ def reward_of(skill: str, output: dict[str, Any], truth: dict[str, Any]) -> floa
     """Moondream-style reward of one rollout against `ground_truth` (None for a query)."""
     if skill == "detect" and "boxes" in truth:
         true = _boxes(truth["boxes"], "ground_truth.boxes")
-        pred = _boxes(output.get("objects", []), "output")
-        if not true and not pred:
+        boxes = _boxes(output.get("objects", []), "output")
+        if not true and not boxes:
             return 1.0
-        tp = sum(v >= 0.5 for v in match_boxes(pred, true))
-        return 2.0 * tp / (len(pred) + len(true))
+        tp = sum(v >= 0.5 for v in match_boxes(boxes, true))
+        return 2.0 * tp / (len(boxes) + len(true))
     if skill == "point":
-        pred = _points(output.get("points", []), "output")
+        points = _points(output.get("points", []), "output")
         if "boxes" in truth:
             true_boxes = _boxes(truth["boxes"], "ground_truth.boxes")
-            return point_hits(pred, true_boxes) / len(true_boxes) if true_boxes else float(not pred)
+            return point_hits(points, true_boxes) / len(true_boxes) if true_boxes else float(not points)
         if "points" in truth:
             true_pts = _points(truth["points"], "ground_truth.points")
-            boxes = [(x - 0.05, y - 0.05, x + 0.05, y + 0.05) for x, y in true_pts]
-            return point_hits(pred, boxes) / len(boxes) if boxes else float(not pred)
+            around = [(x - 0.05, y - 0.05, x + 0.05, y + 0.05) for x, y in true_pts]
+            return point_hits(points, around) / len(around) if around else float(not points)
     return None
 
 
@@ -195,7 +195,7 @@ class Tuning:
     async def get(self, caller: common_pb2.Caller, ft_id: str) -> trainer_pb2.Finetune:
         return self._pb(await self._row(caller, ft_id))
 
-    async def list(self, caller: common_pb2.Caller) -> list[trainer_pb2.Finetune]:
+    async def list_finetunes(self, caller: common_pb2.Caller) -> list[trainer_pb2.Finetune]:
         async with self.db.engine.connect() as conn:
             rows = (await conn.execute(sa.select(self.t.finetunes).where(
                 self.t.finetunes.c.tenant_id == caller.tenant_id).order_by(self.t.finetunes.c.created_at))).all()
