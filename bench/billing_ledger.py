@@ -10,7 +10,7 @@ report   `rows` ledger rows (20 tenants, 12 models x 3 versions, 5 skills, 90 da
          operator sees them), best of 3, including p50/p95 latency per group.
 
     python bench/billing_ledger.py [--events 20000] [--rows 1000000] [--backends sqlite,postgres]
-    (--events 0 skips the ingest part)
+    (--events 0 skips the ingest part, --rows 0 the report part)
 """
 
 from __future__ import annotations
@@ -172,8 +172,8 @@ async def main() -> None:
         for backend in backends if args.events else ():
             rate = await ingest(args.events, urls[backend]("ingest"), work / f"ingest-{backend}")
             print(f"ingest  {backend:8s} {args.events} events: {rate:,.0f} events/s", flush=True)
-        rows = ledger_rows(args.rows)
-        for backend in backends:
+        rows = ledger_rows(args.rows) if args.rows else []
+        for backend in backends if args.rows else ():
             db = Database(urls[backend]("report"), "billing")
             from services.billing.reports import install_sqlite_functions
             install_sqlite_functions(db.engine)

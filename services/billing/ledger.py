@@ -26,7 +26,7 @@ from dreamforge.db import Database, utcnow
 from dreamforge.v1 import events_pb2
 from services.billing.plan_store import PlanStore
 from services.billing.plans import billable
-from services.billing.stripe_outbox import StripeOutbox
+from services.billing.stripe_outbox import Addition, StripeOutbox
 from services.billing.tables import BillingTables
 
 #: Called after a new row committed: (tenant, month, images) — the quota counter's increment.
@@ -81,10 +81,8 @@ class Ledger:
     async def _price(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """Fill plan, billable images and cost of each row (in order)."""
         added = _sum_by(rows, ("tenant_id", "month", "skill"))
-        used: dict[tuple[Any, ...], int] = {}
-        for key, images in added.items():
-            tenant, month, skill = key
-            used[key] = await self._add_month_usage(conn, tenant, month, skill, images) - images
+        totals = await self._add_month_usage(conn, added)
+        used = {key: totals[key] - images for key, images in added.items()}
         for row in rows:
             plan = self.plans.plan_at(row["tenant_id"], row["occurred_at"])
             key = (row["tenant_id"], row["month"], row["skill"])
@@ -95,23 +93,31 @@ class Ledger:
 
     async def _group_for_stripe(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
         """Put each row with a cost into its tenant's and skill's open Stripe group."""
-        paid = [r for r in rows if r["cost_minor_units"] > 0]
-        for tenant, skill in dict.fromkeys((r["tenant_id"], r["skill"]) for r in paid):
-            mine = [r for r in paid if (r["tenant_id"], r["skill"]) == (tenant, skill)]
-            group = await self.stripe.add(conn, tenant, skill, sum(r["billable_images"] for r in mine),
-                                          max(r["occurred_at"] for r in mine), mine[0]["event_id"])
-            for row in mine:
-                row["stripe_group"] = group
+        mine: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            if row["cost_minor_units"] > 0:
+                mine.setdefault((row["tenant_id"], row["skill"]), []).append(row)
+        if not mine:
+            return
+        groups = await self.stripe.add_many(conn, {
+            key: Addition(sum(r["billable_images"] for r in group), max(r["occurred_at"] for r in group),
+                          group[0]["event_id"]) for key, group in mine.items()})
+        for key, group in mine.items():
+            for row in group:
+                row["stripe_group"] = groups[key]
 
-    async def _add_month_usage(self, conn: AsyncConnection, tenant: str, month: str, skill: str, images: int) -> int:
-        """Add `images` to the month's counter atomically; the new total (upsert ... RETURNING)."""
+    async def _add_month_usage(self, conn: AsyncConnection,
+                               added: dict[tuple[Any, ...], int]) -> dict[tuple[Any, ...], int]:
+        """Add images to the months' counters in one upsert; the new totals (upsert ... RETURNING), so two
+        writers never hand out the same allowance."""
         t = self.tables.month_usage
-        insert = (postgresql.insert(t) if self.db.dialect == "postgresql" else sqlite.insert(t)).values(
-            tenant_id=tenant, month=month, skill=skill, images=images)
+        insert = (postgresql.insert(t) if self.db.dialect == "postgresql" else sqlite.insert(t)).values([
+            {"tenant_id": k[0], "month": k[1], "skill": k[2], "images": added[k]} for k in sorted(added)])
         stmt = insert.on_conflict_do_update(
             index_elements=[t.c.tenant_id, t.c.month, t.c.skill],
-            set_={"images": t.c.images + insert.excluded.images}).returning(t.c.images)
-        return int((await conn.execute(stmt)).scalar_one())
+            set_={"images": t.c.images + insert.excluded.images}).returning(t.c.tenant_id, t.c.month, t.c.skill,
+                                                                           t.c.images)
+        return {(r[0], r[1], r[2]): int(r[3]) for r in await conn.execute(stmt)}
 
     async def month_images(self, month: str) -> dict[str, int]:
         """Images per tenant in `month`, from the ledger's counters (what the quota reconciles to)."""

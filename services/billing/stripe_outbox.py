@@ -32,6 +32,15 @@ def group_id(first_event_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class Addition:
+    """Billable images a batch adds to the open group of one (tenant, skill)."""
+
+    quantity: int
+    last_occurred_at: datetime
+    first_event_id: str
+
+
+@dataclass(frozen=True)
 class Group:
     id: str
     tenant_id: str
@@ -46,22 +55,35 @@ class StripeOutbox:
         self.db = db
         self.table = tables.stripe_groups
 
-    async def add(self, conn: AsyncConnection, tenant: str, skill: str, quantity: int, occurred: datetime,
-                  event_id: str) -> str:
-        """Add `quantity` to the open group of (tenant, skill), opening one if needed; the group id."""
+    async def add_many(self, conn: AsyncConnection, additions: dict[tuple[str, str], Addition]) -> dict[
+            tuple[str, str], str]:
+        """Add each batch's billable images to the open group of its (tenant, skill), opening one
+        where there is none (named after the batch's first ledger event of that pair), in three
+        statements; the group id of each.
+
+        The open groups are read FOR UPDATE (PostgreSQL; on SQLite the transaction already holds
+        the write lock), so the worker cannot seal one between this read and the update."""
         t = self.table
-        updated = (await conn.execute(
-            t.update().where(t.c.tenant_id == tenant, t.c.skill == skill, t.c.status == OPEN)
-            .values(quantity=t.c.quantity + quantity,
-                    last_occurred_at=sa.case((t.c.last_occurred_at < occurred, sa.literal(occurred, UtcDateTime())),
-                                             else_=t.c.last_occurred_at))
-            .returning(t.c.id))).first()
-        if updated is not None:
-            return str(updated[0])
-        gid = group_id(event_id)
-        await conn.execute(t.insert().values(id=gid, tenant_id=tenant, skill=skill, status=OPEN, quantity=quantity,
-                                             opened_at=utcnow(), last_occurred_at=occurred, attempts=0))
-        return gid
+        tenants = sorted({tenant for tenant, _ in additions})
+        found = {(r.tenant_id, r.skill): r.id for r in await conn.execute(
+            sa.select(t.c.id, t.c.tenant_id, t.c.skill).where(t.c.status == OPEN, t.c.tenant_id.in_(tenants))
+            .with_for_update()) if (r.tenant_id, r.skill) in additions}
+        if found:
+            last = sa.bindparam("last", type_=UtcDateTime())
+            await conn.execute(
+                t.update().where(t.c.id == sa.bindparam("gid"))
+                .values(quantity=t.c.quantity + sa.bindparam("q"),
+                        last_occurred_at=sa.case((t.c.last_occurred_at < last, last), else_=t.c.last_occurred_at)),
+                [{"gid": gid, "q": additions[key].quantity, "last": additions[key].last_occurred_at}
+                 for key, gid in found.items()])
+        new = {key: group_id(a.first_event_id) for key, a in additions.items() if key not in found}
+        if new:
+            now = utcnow()
+            await conn.execute(t.insert(), [
+                {"id": gid, "tenant_id": key[0], "skill": key[1], "status": OPEN, "quantity": additions[key].quantity,
+                 "opened_at": now, "last_occurred_at": additions[key].last_occurred_at, "attempts": 0}
+                for key, gid in new.items()])
+        return {**found, **new}
 
     async def seal(self, older_than_s: float) -> int:
         """Close the groups open for at least `older_than_s`: from now on they only wait to be sent."""
