@@ -3,8 +3,8 @@ alias, preview, skill, day and month.
 
 One GROUP BY in the database does the sums (the ledger stores each row's price, so a
 report is additions, never a re-pricing), and the totals are sums of the same rows, so
-they reconcile with the ledger by construction (their scan runs alongside the grouped
-one, on a second connection). Latency p50/p95 are nearest-rank
+they reconcile with the ledger by construction (on PostgreSQL their scan runs alongside
+the grouped one, on a second connection). Latency p50/p95 are nearest-rank
 percentiles (the smallest latency with at least p% of the group's rows at or below it):
 `percentile_disc` on PostgreSQL, the same definition as a registered aggregate on SQLite,
 so both give identical figures.
@@ -167,10 +167,13 @@ class Reports:
         currencies = [sa.func.min(t.c.currency).label("cur_min"), sa.func.max(t.c.currency).label("cur_max")]
         totals_query = sa.select(*self._measures(), *currencies).where(*where)
         report = Report(group_by, start, end)
-        if dims:   # the groups and the totals scan at once, on two connections (two cores)
+        if dims:
             grouped = (sa.select(*dims, *self._measures()).where(*where).group_by(*dims).order_by(*dims)
                        .limit(MAX_ROWS + 1))
-            rows, totals = await asyncio.gather(self._all(grouped), self._all(totals_query))
+            if self.db.dialect == "postgresql":   # two server processes: the two scans run at once
+                rows, totals = await asyncio.gather(self._all(grouped), self._all(totals_query))
+            else:   # SQLite's percentile aggregate is Python: two threads would only fight over the GIL
+                rows, totals = await self._all(grouped), await self._all(totals_query)
         else:
             rows, totals = [], await self._all(totals_query)
         if len(rows) > MAX_ROWS:
