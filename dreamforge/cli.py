@@ -3,6 +3,7 @@
     dreamforge up                                   # the whole platform, Ctrl-C stops it
     dreamforge keys create --tenant acme --scope app
     dreamforge models list | promote NAME VERSION | rollback NAME
+    dreamforge train start MODEL --method grpo --reward-function rf_... | status [JOB] | cancel JOB
     dreamforge model build --out models/default       # train the default VLM from scratch
 
 Management commands call the gateway's REST API through the SDK (`client.py`)
@@ -221,6 +222,47 @@ def usage(ctx: click.Context, start: str, end: str, group_by: str, as_csv: bool)
         _run(ctx, lambda c: click.echo(c.usage_report(group_by, start, end, csv=True), nl=False))
         return
     _run(ctx, lambda c: c.usage_report(group_by, start, end))
+
+
+@main.group()
+def train() -> None:
+    """Training jobs: start ("retrain with this reward"), watch, cancel."""
+
+
+@train.command("start")
+@click.argument("model")
+@click.option("--method", type=click.Choice(["grpo", "dpo", "sft"]), default="grpo", show_default=True)
+@click.option("--reward-function", default="", help="A saved reward function's id, or @file.json (a definition)")
+@click.option("--config", "config_json", default="{}", help="Job config as JSON, e.g. '{\"steps\": 30}'")
+@click.option("--base-version", type=int, default=0, help="0 = the production version")
+@click.pass_context
+def train_start(ctx: click.Context, model: str, method: str, reward_function: str, config_json: str,
+                base_version: int) -> None:
+    """Queue a job on MODEL (a registry model name or id)."""
+    reward: str | dict[str, Any] | None = reward_function or None
+    if reward_function.startswith("@"):
+        reward = json.loads(Path(reward_function[1:]).read_text())
+    try:
+        config = json.loads(config_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--config") from None
+    _run(ctx, lambda c: c.train(model, method, reward, config=config, base_version=base_version))
+
+
+@train.command("status")
+@click.argument("job_id", required=False)
+@click.pass_context
+def train_status(ctx: click.Context, job_id: str | None) -> None:
+    """One job (with its per-step history), or the tenant's jobs."""
+    _run(ctx, lambda c: c.training_job(job_id) if job_id else c.training_jobs())
+
+
+@train.command("cancel")
+@click.argument("job_id")
+@click.pass_context
+def train_cancel(ctx: click.Context, job_id: str) -> None:
+    """Cancel a queued or running job (nothing is registered)."""
+    _run(ctx, lambda c: c.cancel_training_job(job_id))
 
 
 @main.command()

@@ -204,6 +204,33 @@ class DreamForge:
         return dict(self._call("POST", "/v1/reward-functions",
                                json={"name": name, "definition": definition, "active": active}))
 
+    # -- training ---------------------------------------------------------------------------------
+    def train(self, model: str, method: str = "grpo", reward_function: str | dict[str, Any] | None = None, *,
+              config: dict[str, Any] | None = None, base_version: int = 0, reward_function_version: int = 0,
+              idempotency_key: str = "") -> dict[str, Any]:
+        """Queue a training job ("Retrain with this reward"): grpo needs a reward function (id or inline)."""
+        body = {"model": model, "method": method, "reward_function": reward_function, "config": config or {},
+                "base_version": base_version, "reward_function_version": reward_function_version}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return dict(self._call("POST", "/v1/training/jobs", json=body, headers=headers))
+
+    def training_job(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/training/jobs/{job_id}"))
+
+    def training_jobs(self, model: str = "", status: str = "") -> dict[str, Any]:
+        params = {k: v for k, v in (("model", model), ("status", status)) if v}
+        return dict(self._call("GET", "/v1/training/jobs", params=params))
+
+    def cancel_training_job(self, job_id: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"/v1/training/jobs/{job_id}/cancel"))
+
+    def training_policy(self, model: str) -> dict[str, Any]:
+        return dict(self._call("GET", "/v1/training/policy", params={"model": model}))
+
+    def set_training_policy(self, model: str, **fields: Any) -> dict[str, Any]:
+        """The online trigger: every_n_rewards, every_minutes, min_rewards, method, reward_function, config."""
+        return dict(self._call("PUT", "/v1/training/policy", json={"model": model, **fields}))
+
     def score(self, outputs: list[dict[str, Any]], *, reward_function_id: str = "", version: int = 0,
               definition: dict[str, Any] | None = None, reference: dict[str, Any] | None = None) -> dict[str, Any]:
         """Per-term rewards of outputs (`{"request_id"}` or `{"skill", "prompt", "output"}` each)."""

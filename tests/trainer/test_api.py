@@ -120,3 +120,28 @@ async def test_policy_round_trip_and_validation(stack: Stack) -> None:
         _, app_key = await stack.tenant_key(("app",))
     async with stack.client(app_key) as c:
         assert (await c.get("/v1/training/jobs")).status_code == 403
+
+
+def _sdk_and_cli(base_url: str, key: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from dreamforge.cli import main
+    from dreamforge.client import DreamForge, DreamForgeError
+
+    with DreamForge(api_key=key, base_url=base_url) as client:
+        try:
+            client.train("no-such-model", "sft")
+            status = 0
+        except DreamForgeError as exc:
+            status = exc.status
+        listed = client.training_jobs()
+    out = CliRunner().invoke(main, ["--api-key", key, "--url", base_url, "train", "status"])
+    return status, json.dumps(listed), out.output
+
+
+async def test_sdk_and_cli_reach_the_training_api(stack: Stack) -> None:
+    _, key = await stack.tenant_key()
+    status, listed, cli_output = await asyncio.to_thread(_sdk_and_cli, stack.base_url, key)
+    assert status == 404
+    assert json.loads(listed) == {"jobs": [], "next_page_token": ""}
+    assert json.loads(cli_output) == {"jobs": [], "next_page_token": ""}
