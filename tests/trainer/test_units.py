@@ -1,0 +1,87 @@
+"""The trainer's pure parts: reward events -> training rows per method, the release gate,
+config validation, and Moondream-style rewards from ground truth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from google.protobuf import json_format
+
+from dreamforge.events import new_meta
+from dreamforge.grpcio import InvalidArgument
+from dreamforge.image_store import ImageStore
+from dreamforge.images import encode_png
+from dreamforge.v1 import events_pb2
+from dreamforge.world import get_sample
+from services.trainer.config import Gate, parse_config
+from services.trainer.data import rows_from_reward, synthetic_rows, to_trl
+from services.trainer.gate import decide
+from services.trainer.tuning import reward_of
+
+
+def payload(**fields: object) -> dict[str, object]:
+    values: dict[str, object] = {"skill": "query", "prompt": "what colour?", **fields}
+    event = events_pb2.RewardScored(meta=new_meta("t1", "feedback", "e1"), **values)  # type: ignore[arg-type]
+    return dict(json.loads(json_format.MessageToJson(event, indent=None)))
+
+
+def test_pairwise_and_correction_events_become_dpo_and_sft_rows(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ref = ImageStore(tmp_path / "images").save("t1", encode_png(get_sample("test", 1, 96).image))
+    pair = rows_from_reward(payload(image_ref=ref, output_json='{"answer": "red"}',
+                                    rejected_output_json='{"answer": "blue"}'), str(tmp_path / "images"))
+    fix = rows_from_reward(payload(image_ref=ref, output_json='{"answer": "blue"}', correction="red"),
+                           str(tmp_path / "images"))
+    assert pair is not None and (pair["chosen"], pair["rejected"]) == ("red", "blue")
+    assert fix is not None and fix["target"] == "red" and fix["reference"] == {"answer": "red"}
+    dpo = to_trl("dpo", [pair, fix])
+    assert len(dpo) == 1 and dpo[0]["chosen"][0]["content"][0]["text"] == "red" and len(dpo[0]["images"]) == 1
+    sft = to_trl("sft", [pair, fix])
+    assert len(sft) == 1 and sft[0]["completion"][0]["content"][0]["text"] == "red"
+    grpo = to_trl("grpo", [pair, fix])
+    assert len(grpo) == 2 and all(r["image"].size == (96, 96) for r in grpo)
+    gone = rows_from_reward(payload(image_ref="f" * 64, output_json='{"answer": "red"}'), str(tmp_path / "images"))
+    assert gone is not None and to_trl("grpo", [gone]) == []  # image purged: the row is skipped, never guessed
+    assert rows_from_reward(payload(skill="segment", image_ref=ref)) is None
+
+
+def test_synthetic_preferences_prefer_the_truth() -> None:
+    rows = synthetic_rows("dpo", "test", 0, 3, ["query"])
+    assert rows and all(r["chosen"] != r["rejected"] and r["reference"]["answer"] == r["chosen"] for r in rows)
+
+
+def test_gate_needs_a_gain_and_no_drop() -> None:
+    before = {"heldout_reward": 1.0, "query_em": 0.60, "heldout_query_em": 0.5}
+    ok = decide("grpo", before, {"heldout_reward": 1.1, "query_em": 0.59, "heldout_query_em": 0.5}, Gate())
+    assert ok["passed"] and ok["gain"] == pytest.approx(0.1)
+    flat = decide("grpo", before, {**before}, Gate())
+    assert not flat["passed"] and "did not rise" in flat["reasons"][0]
+    drop = decide("grpo", before, {"heldout_reward": 1.5, "query_em": 0.55, "heldout_query_em": 0.5}, Gate())
+    assert not drop["passed"] and "query_em dropped by 0.0500" in drop["reasons"][0]
+
+
+@pytest.mark.parametrize(("method", "raw", "message"), [
+    ("grpo", {"beta": 0}, "config.beta must be > 0"),
+    ("grpo", {"steps": 1.5}, "config.steps must be an integer"),
+    ("sft", {"skills": ["segment"]}, "config.skills"),
+    ("sft", {"gate": {"max_skill_drop": 2}}, "config.gate.max_skill_drop"),
+    ("sft", "[1]", "config must be a JSON object"),
+    ("rl", {}, "method 'rl' is invalid"),
+])
+def test_config_errors_name_the_field(method: str, raw: object, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message.replace(".", r"\.").replace("[", r"\[")):
+        parse_config(method, raw)  # type: ignore[arg-type]
+
+
+def test_defaults_guard_against_reward_hacking() -> None:
+    cfg = parse_config("grpo", {}).resolved("grpo")
+    assert cfg.beta > 0 and cfg.max_completion_length == 16 and cfg.learning_rate <= 5e-3
+
+
+def test_moondream_rewards_from_ground_truth() -> None:
+    box = {"x_min": 0.1, "y_min": 0.1, "x_max": 0.3, "y_max": 0.3}
+    assert reward_of("point", {"points": [{"x": 0.2, "y": 0.2}]}, {"boxes": [box]}) == 1.0
+    assert reward_of("point", {"points": [{"x": 0.9, "y": 0.9}]}, {"points": [{"x": 0.2, "y": 0.2}]}) == 0.0
+    assert reward_of("detect", {"objects": [box]}, {"boxes": [box]}) == 1.0
+    assert reward_of("detect", {"objects": []}, {"boxes": [box]}) == 0.0
+    assert reward_of("query", {"answer": "red"}, {}) is None
