@@ -75,6 +75,7 @@ async def build(runtime: ServiceRuntime) -> Trainer:
         store.outbox.start_relay(runtime.bus)
         runner.start()
         policies.start()
+        tuning.start()
 
     async def stop() -> None:
         await policies.stop()

@@ -14,10 +14,13 @@ hit by a distinct predicted point.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -155,6 +158,7 @@ class Tuning:
         self.registry = registry
         self.settings = settings
         self.sessions: dict[str, TuningSession] = {}
+        self._reaper: asyncio.Task[None] | None = None
 
     @property
     def migrations(self) -> list[Migration]:
@@ -240,9 +244,27 @@ class Tuning:
                                .values(step=step, updated_at=utcnow()))
 
     async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
         for session in self.sessions.values():
             await session.close()
         self.sessions.clear()
+
+    def start(self) -> None:
+        """Stop the workers of finetunes idle for `tuning_idle_s` (their memory goes back; the next
+        call restarts from the last checkpoint)."""
+        self._reaper = asyncio.create_task(self._reap(), name="tuning-reaper")
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self.settings.tuning_idle_s))
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                if session.alive and not session.lock.locked() and \
+                        now - session.last_used > self.settings.tuning_idle_s:
+                    await session.close()
 
     # -- rollouts and train steps ---------------------------------------------------------------
     async def rollouts(self, caller: common_pb2.Caller, ft_id: str, body: dict[str, Any]) -> dict[str, Any]:

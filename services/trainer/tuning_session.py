@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class TuningSession:
         self.proc: asyncio.subprocess.Process | None = None
         self.lock = asyncio.Lock()
         self._next = 0
+        self.last_used = time.monotonic()
 
     @property
     def alive(self) -> bool:
@@ -55,6 +57,7 @@ class TuningSession:
         return reply
 
     async def call(self, op: str, timeout_s: float = 600.0, **fields: Any) -> Any:
+        self.last_used = time.monotonic()
         async with self.lock:
             if not self.alive:
                 await self._start()
