@@ -41,7 +41,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     @grpc_errors
     async def GetUsage(self, request: billing_pb2.GetUsageRequest, context: Context) -> billing_pb2.UsageSummary:
         tenant, now = request.caller.tenant_id, utcnow()
-        start, end = default_window(parse_time(request.__getattribute__("from"), "from"),
+        start, end = default_window(parse_time(getattr(request, "from"), "from"),
                                     parse_time(request.to, "to"), now)
         report = await self.reports.report([tenant], [], start, end)
         plan = self.plans.plan_at(tenant, now)
@@ -60,7 +60,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
             require_operator(caller, "a report of another tenant")
         tenants = ([request.tenant] if request.tenant else None) if is_operator(caller) else [caller.tenant_id]
         group_by = check_group_by(list(request.group_by))
-        report = await self.reports.report(tenants, group_by, parse_time(request.__getattribute__("from"), "from"),
+        report = await self.reports.report(tenants, group_by, parse_time(getattr(request, "from"), "from"),
                                            parse_time(request.to, "to"))
         return report_pb(report)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -124,7 +124,3 @@ class StripeWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-
-def since(ts: datetime) -> float:
-    return (utcnow() - ts).total_seconds()
