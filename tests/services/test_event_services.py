@@ -165,7 +165,7 @@ async def test_ledger_survives_a_service_restart(nats_url: str, tmp_path: Path) 
     await publish_twice(nats_url, USAGE_RECORDED, events_pb2.UsageRecorded(meta=new_meta("t_a", "i", "x2")))
     async with running_service("billing", build_billing, settings) as runtime:
         await eventually(lambda: _consumer_idle(nats_url, USAGE_RECORDED.stream, "billing-ledger"))
-        assert (await runtime.state.totals("t_a")).requests == 2
+        assert (await runtime.state.reports.report(["t_a"], [], None, None)).totals.requests == 2
 
 
 async def _consumer_idle(nats_url: str, stream: str, durable: str) -> bool:
