@@ -4,6 +4,7 @@ the `admin` scope (the operator) may read every tenant's report or change plans.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -20,6 +21,16 @@ from services.billing.reports import Report, Reports, Row, check_group_by, defau
 from services.billing.webhooks import Webhooks
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
+
+
+_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+
+
+def check_tenant(value: str, field: str) -> str:
+    """Tenant ids are subject tokens (`t_<hex>`, `admin`): anything else names no tenant."""
+    if not _TENANT.match(value):
+        raise InvalidArgument(f"field `{field}` must be a tenant id (letters, digits, - and _), got {value[:100]!r}")
+    return value
 
 
 def is_operator(caller: common_pb2.Caller) -> bool:
@@ -56,7 +67,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     @grpc_errors
     async def Report(self, request: billing_pb2.ReportRequest, context: Context) -> billing_pb2.ReportResponse:
         caller = request.caller
-        if request.tenant and request.tenant != caller.tenant_id:
+        if request.tenant and check_tenant(request.tenant, "tenant") != caller.tenant_id:
             require_operator(caller, "a report of another tenant")
         tenants = ([request.tenant] if request.tenant else None) if is_operator(caller) else [caller.tenant_id]
         group_by = check_group_by(list(request.group_by))
@@ -103,7 +114,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     @grpc_errors
     async def GetTenantPlan(self, request: billing_pb2.GetTenantPlanRequest,
                             context: Context) -> billing_pb2.TenantPlan:
-        tenant = request.tenant_id or request.caller.tenant_id
+        tenant = check_tenant(request.tenant_id or request.caller.tenant_id, "tenant_id")
         if tenant != request.caller.tenant_id:
             require_operator(request.caller, "another tenant's plan")
         return tenant_plan_pb(tenant, self.plans.plan_at(tenant, utcnow()), self.plans.history(tenant))
@@ -111,8 +122,7 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
     @grpc_errors
     async def AssignPlan(self, request: billing_pb2.AssignPlanRequest, context: Context) -> billing_pb2.TenantPlan:
         require_operator(request.caller, "assigning plans")
-        if not request.tenant_id:
-            raise InvalidArgument("field `tenant_id` is required")
+        check_tenant(request.tenant_id, "tenant_id")
         when = request.effective_from.ToDatetime(tzinfo=UTC) if request.HasField("effective_from") else None
         await self.plans.assign(request.tenant_id, request.plan, when, request.caller.key_id)
         tenant = request.tenant_id

@@ -154,6 +154,9 @@ async def test_plan_changes_apply_from_their_time_and_never_retroactively(
             await stub.GetTenantPlan(billing_pb2.GetTenantPlanRequest(caller=caller("t_a"), tenant_id="t_b"))
         assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.GetTenantPlan(billing_pb2.GetTenantPlanRequest(caller=ADMIN, tenant_id="t\x00b"))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "tenant_id" in (err.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.PutPlan(billing_pb2.PutPlanRequest(caller=ADMIN, plan=billing_pb2.Plan(
                 id="x", name="X", unit_price_minor_units={"juggle": 1})))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "juggle" in (err.value.details() or "")
