@@ -120,10 +120,15 @@ class Reports:
         self.db = db
         self.t = tables.ledger
 
-    def _column(self, name: str) -> sa.ColumnElement[Any]:
+    def _column(self, name: str, every_tenant: bool) -> sa.ColumnElement[Any]:
         t = self.t
+        tenant: sa.ColumnElement[Any] = t.c.tenant_id
+        if every_tenant and self.db.dialect == "sqlite":
+            # Unary + (a no-op on text) keeps SQLite from walking the (tenant, time) index to group by tenant:
+            # over every tenant that is a random row read per ledger row; a full scan and a sort are 2x faster.
+            tenant = sa.literal_column(f"+{t.name}.tenant_id", sa.String)
         return {
-            "tenant": t.c.tenant_id, "key": t.c.key_id, "model": t.c.model_id,
+            "tenant": tenant, "key": t.c.key_id, "model": t.c.model_id,
             "version": t.c.version, "alias": t.c.alias, "skill": t.c.skill, "day": t.c.day, "month": t.c.month,
             "preview": sa.case((t.c.is_preview, t.c.alias), else_=sa.literal("")),
         }[name].label(f"g_{name}")
@@ -163,7 +168,7 @@ class Reports:
             where.append(t.c.occurred_at >= start)
         if end is not None:
             where.append(t.c.occurred_at < end)
-        dims = [self._column(name) for name in group_by]
+        dims = [self._column(name, tenants is None) for name in group_by]
         currencies = [sa.func.min(t.c.currency).label("cur_min"), sa.func.max(t.c.currency).label("cur_max")]
         totals_query = sa.select(*self._measures(), *currencies).where(*where)
         report = Report(group_by, start, end)
