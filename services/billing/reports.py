@@ -13,9 +13,12 @@ so both give identical figures.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -104,6 +107,27 @@ class _Percentiles:
         return f"{nearest_rank(self.values, 0.5)!r} {nearest_rank(self.values, 0.95)!r}"
 
 
+#: Sorted latencies of each group of a running SQLite report, by report token: the totals' percentiles
+#: come from them, so the totals need no second scan. Written by the connection's thread, read after.
+_COLLECTED: dict[str, list[list[float]]] = {}
+
+
+class _CollectingPercentiles(_Percentiles):
+    """`_Percentiles` that also hands its group's sorted values to the report (`token`)."""
+
+    token = ""
+
+    def step(self, value: float | None, token: str = "") -> None:  # type: ignore[override]
+        self.token = token
+        if value is not None:
+            self.values.append(value)
+
+    def finalize(self) -> str:
+        out = super().finalize()
+        _COLLECTED.setdefault(self.token, []).append(self.values)
+        return out
+
+
 def install_sqlite_functions(engine: AsyncEngine) -> None:
     """Register the percentile aggregate on every SQLite connection the pool opens."""
     if engine.dialect.name != "sqlite":
@@ -113,6 +137,7 @@ def install_sqlite_functions(engine: AsyncEngine) -> None:
     def register(dbapi_conn: Any, _record: Any) -> None:
         raw = dbapi_conn._connection  # the aiosqlite connection: its own thread owns the sqlite3 handle
         await_(raw._execute(raw._conn.create_aggregate, _PERCENTILES, 1, _Percentiles))
+        await_(raw._execute(raw._conn.create_aggregate, f"{_PERCENTILES}_collect", 2, _CollectingPercentiles))
 
 
 class Reports:
@@ -133,7 +158,7 @@ class Reports:
             "preview": sa.case((t.c.is_preview, t.c.alias), else_=sa.literal("")),
         }[name].label(f"g_{name}")
 
-    def _measures(self) -> list[sa.ColumnElement[Any]]:
+    def _measures(self, token: str = "") -> list[sa.ColumnElement[Any]]:
         t = self.t
         sums = [sa.func.count().label("requests")] + [
             sa.func.coalesce(sa.func.sum(c), 0).label(c.name)
@@ -141,6 +166,9 @@ class Reports:
         if self.db.dialect == "postgresql":
             return [*sums, sa.func.percentile_disc(0.5).within_group(t.c.latency_ms).label("p50"),
                     sa.func.percentile_disc(0.95).within_group(t.c.latency_ms).label("p95")]
+        if token:
+            currencies = [sa.func.min(t.c.currency).label("cur_min"), sa.func.max(t.c.currency).label("cur_max")]
+            return [*sums, sa.func.df_p50_p95_collect(t.c.latency_ms, token).label("pct"), *currencies]
         return [*sums, sa.func.df_p50_p95(t.c.latency_ms).label("pct")]
 
     def _row(self, group: dict[str, str], r: Any) -> Row:
@@ -172,24 +200,40 @@ class Reports:
         currencies = [sa.func.min(t.c.currency).label("cur_min"), sa.func.max(t.c.currency).label("cur_max")]
         totals_query = sa.select(*self._measures(), *currencies).where(*where)
         report = Report(group_by, start, end)
-        if dims:
+        if dims and self.db.dialect == "postgresql":   # two server processes: the two scans run at once
             grouped = (sa.select(*dims, *self._measures()).where(*where).group_by(*dims).order_by(*dims)
                        .limit(MAX_ROWS + 1))
-            if self.db.dialect == "postgresql":   # two server processes: the two scans run at once
-                rows, totals = await asyncio.gather(self._all(grouped), self._all(totals_query))
-            else:   # SQLite's percentile aggregate is Python: two threads would only fight over the GIL
-                rows, totals = await self._all(grouped), await self._all(totals_query)
+            rows, totals = await asyncio.gather(self._all(grouped), self._all(totals_query))
+            total = totals[0]
+        elif dims:   # SQLite: one scan; the totals are summed from the groups, their percentiles merged
+            token = uuid.uuid4().hex
+            grouped = (sa.select(*dims, *self._measures(token)).where(*where).group_by(*dims).order_by(*dims)
+                       .limit(MAX_ROWS + 1))
+            try:
+                rows = await self._all(grouped)
+            finally:
+                collected = _COLLECTED.pop(token, [])
+            total = _summed(rows, sorted(itertools.chain.from_iterable(collected)))
         else:
-            rows, totals = [], await self._all(totals_query)
+            rows, total = [], (await self._all(totals_query))[0]
         if len(rows) > MAX_ROWS:
             raise FailedPrecondition(f"the report has more than {MAX_ROWS} rows: narrow `from`/`to` or group "
                                      "by fewer dimensions")
         report.rows = [self._row({n: _text(r[i]) for i, n in enumerate(group_by)}, r) for r in rows]
-        total = totals[0]
         report.totals = self._row({}, total)
         report.currency = "usd" if total.cur_min is None else (
             total.cur_min if total.cur_min == total.cur_max else "mixed")
         return report
+
+
+def _summed(rows: list[Any], latencies: list[float]) -> SimpleNamespace:
+    """The totals row of a SQLite report from its groups: sums of sums, percentiles of every latency."""
+    fields = ("requests", "images", "billable_images", "input_tokens", "output_tokens", "cost_minor_units")
+    sums = {f: sum(int(getattr(r, f)) for r in rows) for f in fields}
+    lows = [r.cur_min for r in rows if r.cur_min is not None]
+    highs = [r.cur_max for r in rows if r.cur_max is not None]
+    pct = f"{nearest_rank(latencies, 0.5)!r} {nearest_rank(latencies, 0.95)!r}"
+    return SimpleNamespace(**sums, pct=pct, cur_min=min(lows) if lows else None, cur_max=max(highs) if highs else None)
 
 
 def _text(value: Any) -> str:

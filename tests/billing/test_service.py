@@ -72,6 +72,10 @@ async def test_hand_computed_month_priced_reported_quoted_and_metered_once(
         assert (by_skill["query"].latency_p50_ms, by_skill["query"].latency_p95_ms) == (101.0, 102.0)
         totals = (await report("skill")).totals
         assert (totals.requests, totals.images, totals.cost_minor_units) == (9, 10, 53)
+        # totals' percentiles over all 9 latencies [7, 10, 20, 30, 40, 50, 100, 101, 102], grouped or not
+        assert (totals.latency_p50_ms, totals.latency_p95_ms) == (40.0, 102.0)
+        plain = (await report()).totals
+        assert (plain.latency_p50_ms, plain.latency_p95_ms, plain.cost_minor_units) == (40.0, 102.0, 53)
         quote = await stub.Quote(billing_pb2.QuoteRequest(caller=caller("t_a"), plan="hand",
                                                           images_per_month={"caption": 5, "query": 3, "detect": 2}))
         assert quote.total_minor_units == 53
