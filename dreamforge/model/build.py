@@ -26,8 +26,8 @@ import torch
 
 from dreamforge.model.arch import DEFAULT_SPEC, ModelSpec, build_config, build_model, build_processor
 from dreamforge.model.aux import AttentionTargets, AuxHead, alignment_loss, aux_loss, head_losses, word_ids
-from dreamforge.model.data import IGNORE, per_turn_loss, training_batch
-from dreamforge.model.init import init_vision_tower
+from dreamforge.model.data import IGNORE, coordinate_ids, per_turn_loss, training_batch
+from dreamforge.model.init import init_coordinate_embeddings, init_vision_tower
 from dreamforge.model.tokenizer import build_tokenizer
 from dreamforge.world import DEFAULT_MIX, Sample, get_sample
 
@@ -53,6 +53,8 @@ class TrainConfig:
     aux_weight: float = 0.5
     align_weight: float = 1.0
     turn_mean: bool = True
+    coord_sigma: float = 0.0  # > 0: Gaussian targets over neighbouring coordinates (in hundredths); see per_turn_loss
+    coord_init: bool = False  # start the coordinate embeddings ordered by value (init.init_coordinate_embeddings)
     attn_weight: float = 1.0
     value_weight: float = 0.5
     vision_lr_scale: float = 0.1  # the vision tower's learning rate in stage 2, relative to lr
@@ -123,6 +125,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     tok = processor.tokenizer
     attention_targets = AttentionTargets(tok, model.config.image_token_id, token_grid)
     classes = word_ids(tok)
+    coords = coordinate_ids(tok).to(device)
     box_head = torch.nn.Linear(spec.text_hidden, 4).to(device)
     history: dict = {"vision_loss": [], "loss": [], "aux_loss": [], "stopped_early": False}
     t0 = time.time()
@@ -185,7 +188,10 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
         turns, labels = batch.pop("turns"), batch.pop("labels")
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
             logits = model(**batch).logits
-        loss = per_turn_loss(logits, labels, turns) if cfg.turn_mean else token_mean_loss(logits, labels)
+        if cfg.turn_mean:
+            loss = per_turn_loss(logits, labels, turns, coords, cfg.coord_sigma)
+        else:
+            loss = token_mean_loss(logits, labels)
         history["loss"].append(loss.item())
         if cfg.aux_weight:
             aux = aux_loss(head, captured["v"], samples, grid)
@@ -304,6 +310,8 @@ def build_default_model(
     processor = build_processor(spec, tokenizer)
     model = build_model(build_config(spec, tokenizer), seed)
     init_vision_tower(model, processor)
+    if cfg.coord_init:
+        init_coordinate_embeddings(model, tokenizer)
     log(f"building default model: {sum(p.numel() for p in model.parameters()):,} parameters, {cfg}")
     history = train(model, processor, cfg, log)
     model.to("cpu")

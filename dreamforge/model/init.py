@@ -10,6 +10,8 @@ A vision transformer learned from scratch starts slowly; two classic tricks give
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from dreamforge.world import get_sample
@@ -61,3 +63,22 @@ def init_vision_tower(model, processor, pos_scale: float = 0.5, n_images: int = 
     conv.bias.copy_(-(weight @ mean))
     grid = int(emb.num_patches_per_side)
     emb.position_embedding.weight.copy_(sincos_2d(grid, emb.embed_dim) * pos_scale)
+
+
+@torch.no_grad()
+def init_coordinate_embeddings(model, tokenizer, max_cycles: float = 20.0) -> None:
+    """Start the embeddings of `0.00` ... `1.00` as sin/cos of the value at geometric frequencies (up to
+    `max_cycles` per unit), at the norm of the other embeddings. Nearby values then start with similar
+    embeddings and, the output layer being tied, similar logits, so reading a position out of the image into a
+    coordinate token is a smooth map from the first step rather than 101 unrelated classes."""
+    from dreamforge.model.data import coordinate_ids
+
+    emb = model.get_input_embeddings().weight
+    ids = coordinate_ids(tokenizer).to(emb.device)
+    dim = emb.shape[1]
+    freqs = torch.logspace(math.log10(0.25), math.log10(max_cycles), dim // 2)
+    values = torch.arange(len(ids), dtype=torch.float32) / (len(ids) - 1)
+    angles = 2 * math.pi * values[:, None] * freqs[None]
+    code = torch.nn.functional.pad(torch.cat([angles.sin(), angles.cos()], 1), (0, dim - 2 * (dim // 2)))
+    code = code / code.norm(dim=1, keepdim=True) * emb.norm(dim=1).mean()
+    emb[ids] = code.to(emb.dtype)
