@@ -58,6 +58,9 @@ from services.trainer.settings import DEFAULT_MODEL_DIR, TrainerSettings  # noqa
 
 TENANT = "t_bench"
 CALLER = common_pb2.Caller(tenant_id=TENANT, key_id="bench", scopes=["app", "ml"])
+#: The load comes from another tenant (its `default` is the built-in default model): the question is
+#: whether the inference service keeps answering while the trainer trains, not which model answers.
+LOAD_CALLER = common_pb2.Caller(tenant_id="t_load", key_id="load", scopes=["app"])
 REWARD = {"terms": [{"metric": "colour_mention", "weight": 1.0}, {"metric": "exact_match", "weight": 1.0},
                     {"metric": "output_length", "weight": 0.5, "direction": "minimize",
                      "params": {"max_words": 6}}]}
@@ -99,7 +102,7 @@ async def load(stub: Any, clients: int, stop: asyncio.Event, reference: str = "d
             start = time.perf_counter()
             try:
                 await stub.Query(inference_pb2.QueryRequest(
-                    caller=CALLER, request_id=f"load-{c}-{i}", model=inference_pb2.Target(reference=reference),
+                    caller=LOAD_CALLER, request_id=f"load-{c}-{i}", model=inference_pb2.Target(reference=reference),
                     image=inference_pb2.Image(data=png), question=question), timeout=60)
                 times.append(time.perf_counter() - start)
             except Exception as exc:  # every failure is counted and reported
