@@ -176,7 +176,7 @@ class JobRunner:
                 "parent_adapter": parent, "reward_function": json.loads(row.reward_function_json or "null"),
                 "config": json.loads(row.config_json), "eval_images": self.settings.eval_images,
                 "memory_mb": self.settings.job_memory_mb, "timeout_s": self.settings.job_timeout_s,
-                "threads": self.settings.job_threads, "base_version": base.version}
+                "threads": self.settings.worker_threads, "base_version": base.version}
         (job_dir / "spec.json").write_text(json.dumps(spec))
         return job_dir
 

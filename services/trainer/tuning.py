@@ -224,7 +224,7 @@ class Tuning:
         if session is None:
             latest = await self._latest_checkpoint(row.id)
             adapter = self.settings.tuning_dir / row.id / f"step-{latest}" if latest else None
-            session = TuningSession(self.settings.default_model, row.rank, adapter, self.settings.job_threads)
+            session = TuningSession(self.settings.default_model, row.rank, adapter, self.settings.worker_threads)
             self.sessions[row.id] = session
         if not session.alive:  # (re)started from the last checkpoint: the step goes back to it
             latest = await self._latest_checkpoint(row.id)
