@@ -53,6 +53,10 @@ bench: install ## Run the benchmarks under bench/ and print their figures (see b
 	$(PY) bench/inference_batching.py
 	$(PY) bench/feedback_rate.py
 	$(PY) bench/billing_ledger.py
+	$(PY) bench/training_online.py
+	$(PY) bench/training_methods.py --method grpo --seeds 0 1 2
+	$(PY) bench/training_methods.py --method dpo --seeds 0 1 2
+	$(PY) bench/training_methods.py --method sft --seeds 0 1
 
 .PHONY: triton
 triton: install ## Fetch the Triton server the triton runtime starts (pytriton wheel, ~55 MB, cached once)

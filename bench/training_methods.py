@@ -47,14 +47,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 PRIMARY = {"grpo": "heldout_reward", "dpo": "preference_win_rate", "sft": "correction_match"}
 
 
-def run_seed(method: str, seed: int, config: dict[str, Any], eval_images: int, threads: int) -> dict[str, Any]:
+def run_seed(method: str, seed: int, config: dict[str, Any], eval_images: int, threads: int,
+             reward: dict[str, Any]) -> dict[str, Any]:
     job = Path(tempfile.mkdtemp(prefix=f"bench-{method}-{seed}-"))
     cfg = {**config, "seed": seed}
-    rows = synthetic_rows(method, "train", seed * cfg["train_images"], cfg["train_images"], ["query"], seed=seed)
+    skills = cfg.get("skills", ["query"])
+    rows = synthetic_rows(method, "train", seed * cfg["train_images"], cfg["train_images"], skills, seed=seed)
     (job / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (job / "spec.json").write_text(json.dumps({
         "job_id": job.name, "method": method, "base_dir": str(DEFAULT_MODEL_DIR), "parent_adapter": None,
-        "reward_function": COLOUR_AND_SHORT, "config": cfg, "eval_images": eval_images, "memory_mb": 8192,
+        "reward_function": reward, "config": cfg, "eval_images": eval_images, "memory_mb": 8192,
         "timeout_s": 3600, "threads": threads}))
     started = time.time()
     proc = subprocess.run([sys.executable, "-m", "services.trainer.worker", str(job)], cwd=ROOT,
@@ -81,10 +83,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", default="{}", help="JSON overrides of the job config")
     parser.add_argument("--eval-images", type=int, default=4, help="test images of the skill-metric evaluation")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reward", default="", help="reward function JSON (grpo); default: colour, right, short")
     args = parser.parse_args()
     config = {**DEFAULTS[args.method], **json.loads(args.config)}
-    results = [run_seed(args.method, seed, config, args.eval_images, args.threads) for seed in args.seeds]
+    reward = json.loads(args.reward) if args.reward else COLOUR_AND_SHORT
+    results = [run_seed(args.method, seed, config, args.eval_images, args.threads, reward) for seed in args.seeds]
     primary = PRIMARY[args.method]
     keys = [primary, "heldout_reward", "heldout_query_em", "heldout_words", "query_em", "caption_content",
             "detect_f1", "point_hit_rate"]
