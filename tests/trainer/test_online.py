@@ -17,8 +17,11 @@ import nats
 
 from dreamforge.events import REWARD_SCORED, new_meta
 from dreamforge.grpcio import channel, health_status
+from dreamforge.image_store import ImageStore
+from dreamforge.images import encode_png
 from dreamforge.infra import free_port
 from dreamforge.v1 import events_pb2, registry_pb2, registry_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from dreamforge.world import get_sample
 from services.registry.main import build as build_registry
 from tests.helpers import eventually, platform_settings, running_service
 from tests.trainer.conftest import COLOUR_AND_SHORT, TINY, Stack, caller, make_model, needs_model, wait_final
@@ -27,11 +30,11 @@ pytestmark = needs_model
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def reward_event(tenant: str, model_id: str, i: int) -> events_pb2.RewardScored:
+def reward_event(tenant: str, model_id: str, i: int, image_ref: str = "0" * 64) -> events_pb2.RewardScored:
     return events_pb2.RewardScored(
         meta=new_meta(tenant, "feedback", f"{tenant}-rw-{i}"), feedback_id=f"fb{i}", request_id=f"req{i}",
         model_id=model_id, version=0, reward=0.5, skill="query", prompt="what colour is the circle?",
-        image_ref="sha256-not-stored", output_json='{"answer": "red"}', terms={"colour_mention": 1.0})
+        image_ref=image_ref, output_json='{"answer": "red"}', terms={"colour_mention": 1.0})
 
 
 async def publish(nats_url: str, events: list[events_pb2.RewardScored]) -> None:
@@ -52,7 +55,10 @@ async def test_policy_starts_a_job_after_n_rewards(
         reward_function_json=json.dumps(COLOUR_AND_SHORT),
         config_json=json.dumps({**TINY, "gate": {"min_gain": -1.0, "max_skill_drop": 1.0}}))
     await trainer_stub.PutPolicy(trainer_pb2.PutPolicyRequest(caller=caller("t_online"), policy=policy))
-    await publish(stack.nats_url, [reward_event("t_online", model.id, i) for i in range(3)])
+    # as served: inference keeps the image in the platform's image store; the event names it
+    store = ImageStore(stack.trainer_runtime.settings.home / "images")
+    ref = store.save("t_online", encode_png(get_sample("test", 7, 96).image))
+    await publish(stack.nats_url, [reward_event("t_online", model.id, i, ref) for i in range(3)])
     await eventually(lambda: stack.trainer.pending("t_online", model.id), timeout_s=10)
     await asyncio.sleep(1.0)  # three rewards: below the policy's four, nothing starts
     listed = await trainer_stub.ListJobs(trainer_pb2.ListJobsRequest(caller=caller("t_online")))
@@ -69,6 +75,9 @@ async def test_policy_starts_a_job_after_n_rewards(
     assert done.status == "succeeded", done.reason
     assert done.promoted and done.result_version == 1
     assert await stack.trainer.pending("t_online", model.id) == 0  # the four (deduplicated) rewards were used
+    data = stack.trainer_runtime.settings.jobs_dir / job.id / "data.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    assert sum(r.get("image_ref") == ref for r in rows) == 3  # the served image's events train the policy
     jobs = (await trainer_stub.ListJobs(trainer_pb2.ListJobsRequest(caller=caller("t_online")))).jobs
     assert len(jobs) == 1  # no second job without new rewards
 
