@@ -45,7 +45,7 @@ async def build(runtime: ServiceRuntime) -> Feedback:
     outbox = Outbox(runtime.db)
     runtime.migrations.extend([*outputs.migrations, tables.migration, outbox.migration(3)])
     functions = RewardFunctions(runtime.db, tables)
-    ratings = Ratings(runtime.db, tables, outputs, functions, outbox)
+    ratings = Ratings(runtime.db, tables, outputs, functions, outbox, settings.output_arrival_grace_s)
     queue = RaterQueue(runtime.db, tables, outputs)
     data = DataRights(runtime.db, tables, outputs, outbox, ImageStore(settings.home / "images"),
                       DataSettings(settings.retention_days, settings.queue_overlap))

@@ -10,9 +10,11 @@ second rating of the same output (409 naming the first, which can be edited inst
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -102,8 +104,9 @@ def check_value(kind: str, value: Any, request_id: str, other_request_id: str) -
 
 class Ratings:
     def __init__(self, db: Database, tables: Tables, outputs: OutputStore, functions: RewardFunctions,
-                 outbox: Outbox) -> None:
+                 outbox: Outbox, arrival_grace_s: float = 1.0) -> None:
         self.db = db
+        self.arrival_grace_s = arrival_grace_s
         self.t = tables.ratings
         self.outputs = outputs
         self.functions = functions
@@ -113,6 +116,12 @@ class Ratings:
         if not request_id:
             raise InvalidArgument(f"{field} is required: the request id of a served output")
         row = await self.outputs.get(tenant_id, request_id)
+        # The output reaches this service through inference.completed, a few milliseconds after the
+        # client got its answer: a rating sent at once waits for it rather than failing.
+        deadline = time.monotonic() + self.arrival_grace_s
+        while row is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            row = await self.outputs.get(tenant_id, request_id)
         if row is None:
             raise NotFound(f"{field}: no served output {request_id!r} in your tenant (an output can be rated "
                            "once it has been served; if it was served a moment ago, retry shortly)")

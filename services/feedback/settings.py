@@ -13,3 +13,7 @@ class FeedbackSettings(PlatformSettings):
     queue_overlap: int = Field(default=2, ge=1, le=20,
                                description="Default number of raters the queue hands each output to")
     purge_interval_s: float = Field(default=3600.0, gt=0, description="How often expired data is purged")
+    output_arrival_grace_s: float = Field(
+        default=1.0, ge=0, le=10,
+        description="How long a rating waits for its output to arrive from inference.completed before a 404 "
+                    "(a client may rate the moment it is served, a few milliseconds before the event lands)")

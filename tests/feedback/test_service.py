@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from dreamforge.v1 import feedback_pb2
-from tests.feedback.conftest import FeedbackHarness, caller, rpc_error, stream_events
+from tests.feedback.conftest import FeedbackHarness, caller, rpc_error, serve, stream_events
 from tests.helpers import eventually
 
 REWARDS = "dreamforge.v1.reward.scored.*"
@@ -195,3 +195,15 @@ async def test_concurrent_edits_never_collide(feedback: FeedbackHarness) -> None
     assert sorted(r.revision for r in ok) == list(range(2, 2 + len(ok)))
     events = await eventually(lambda: _at_least(feedback, 1 + len(ok)))
     assert len({e.meta.event_id for e in events}) == len(events) == 1 + len(ok)
+
+
+async def test_a_rating_sent_as_the_output_is_served_waits_for_it(feedback: FeedbackHarness) -> None:
+    """A client may rate the moment it has its answer, before inference.completed reaches feedback."""
+    async def serve_late() -> None:
+        await asyncio.sleep(0.3)
+        await serve(feedback.nats_url, "t_a", "late")
+
+    rating, _ = await asyncio.gather(feedback.stub.SubmitFeedback(submit("t_a", "late", "thumbs", "up")), serve_late())
+    assert rating.request_id == "late" and rating.kind == "thumbs"
+    never = await rpc_error(feedback.stub.SubmitFeedback(submit("t_a", "never-served", "thumbs", "up")))
+    assert never.code() == grpc.StatusCode.NOT_FOUND and "never-served" in (never.details() or "")
