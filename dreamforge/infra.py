@@ -217,7 +217,19 @@ def _spawn(
             user=user,
             group=group,
             extra_groups=[] if user is not None else None,
+            preexec_fn=die_with_parent,
         )
+
+
+def die_with_parent() -> None:
+    """Runs in a child before exec: on Linux, ask for SIGTERM when the process that started it dies,
+    so that a parent killed with SIGKILL (which it cannot handle) never leaves servers running.
+    (The kernel ties this to the starting thread: start children from a long-lived thread.)"""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _start_and_wait(

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from dreamforge.grpcio import health_status
-from dreamforge.infra import ManagedService, ensure_nats, ensure_redis, port_open
+from dreamforge.infra import ManagedService, die_with_parent, ensure_nats, ensure_redis, port_open
 from dreamforge.settings import SERVICES, PlatformSettings
 
 #: Start order: the registry first (others read it), the gateway last (it fronts them).
@@ -109,7 +109,8 @@ class Platform:
         log = child.log_path.open("ab")
         child.process = subprocess.Popen(
             [sys.executable, "-m", f"services.{child.name}"], env=self._child_env(), stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=die_with_parent)
         log.close()
         child.started_at = time.monotonic()
 

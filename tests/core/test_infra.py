@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -206,3 +209,26 @@ def test_crashed_parent_leaves_no_server(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, timeout=30, check=False)
     assert done.returncode == 1
     assert not infra.port_open("127.0.0.1", port)
+
+
+def test_a_server_stops_when_the_process_that_started_it_is_killed(tmp_path: Path) -> None:
+    """SIGKILL cannot be handled, so the parent cannot stop its servers: the kernel does (parent-death signal)."""
+    port = infra.free_port()
+    script = (f"import sys, time; from pathlib import Path; from dreamforge.infra import ensure_nats\n"
+              f"s = ensure_nats('nats://127.0.0.1:{port}', Path({str(tmp_path)!r}))\n"
+              f"print(s.process.pid, flush=True); time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        child_pid = int(parent.stdout.readline())
+        assert infra.port_open("127.0.0.1", port)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while infra.port_open("127.0.0.1", port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not infra.port_open("127.0.0.1", port), "the server outlived the process that started it"
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(child_pid, os.WNOHANG)
+    finally:
+        parent.kill()
