@@ -63,8 +63,8 @@ def run(job_dir: Path, events: Events) -> None:
     from dreamforge.model.skills import Skills, load
     from dreamforge.rewards import parse_reward_function
     from services.trainer.config import parse_config
-    from services.trainer.data import synthetic_rows, to_trl
-    from services.trainer.heldout import evaluate_policy
+    from services.trainer.data import to_trl
+    from services.trainer.heldout import evaluate_policy, heldout_sets
     from services.trainer.methods import build_trainer
     from services.trainer.progress import ProgressCallback
 
@@ -85,13 +85,14 @@ def run(job_dir: Path, events: Events) -> None:
         model = PeftModel.from_pretrained(model, spec["parent_adapter"], is_trainable=True)
         peft = False
     rows = [json.loads(line) for line in (job_dir / "data.jsonl").read_text().splitlines() if line.strip()]
-    heldout = synthetic_rows(method, "test", 0, cfg.heldout_images, cfg.skills, seed=cfg.seed + 1)
+    heldout, guard = heldout_sets(method, cfg.skills, cfg.heldout_images, cfg.seed + 1)
     trl_rows = to_trl(method, rows)
     if not trl_rows:
         raise ValueError("no usable training rows: no buffered event had a retrievable image and the fields "
                          f"{method} needs")
     events.emit("phase", phase="eval_before")
-    before = evaluate_policy(Skills(model, processor), method, reward, heldout, int(spec["eval_images"]))
+    before = evaluate_policy(Skills(model, processor), method, reward, heldout, int(spec["eval_images"]),
+                             guard)
     events.emit("eval", phase="before", metrics=before)
 
     events.emit("phase", phase="training", rows=len(trl_rows))
@@ -104,7 +105,8 @@ def run(job_dir: Path, events: Events) -> None:
     policy.eval()
 
     events.emit("phase", phase="eval_after")
-    after = evaluate_policy(Skills(policy, processor), method, reward, heldout, int(spec["eval_images"]))
+    after = evaluate_policy(Skills(policy, processor), method, reward, heldout, int(spec["eval_images"]),
+                             guard)
     events.emit("eval", phase="after", metrics=after)
 
     events.emit("phase", phase="saving")

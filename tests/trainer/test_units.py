@@ -85,3 +85,46 @@ def test_moondream_rewards_from_ground_truth() -> None:
     assert reward_of("detect", {"objects": [box]}, {"boxes": [box]}) == 1.0
     assert reward_of("detect", {"objects": []}, {"boxes": [box]}) == 0.0
     assert reward_of("query", {"answer": "red"}, {}) is None
+
+
+def test_a_shorter_caption_scores_higher_under_a_minimised_length_term() -> None:
+    from dreamforge.rewards import as_trl_reward, parse_reward_function
+
+    spec = parse_reward_function({"terms": [
+        {"metric": "colour_mention", "weight": 1.0},
+        {"metric": "output_length", "weight": 0.5, "direction": "minimize", "params": {"max_words": 30}}]})
+    ref = json.dumps({"objects": [{"colour": "red", "shape": "circle", "bbox": [0, 0, 9, 9]}]})
+    short, long = "a red circle.", "there is a red circle in the middle of a plain white picture here."
+    rewards = as_trl_reward(spec)(["p", "p"], [short, long], skill=["caption"] * 2, reference=[ref] * 2)
+    assert rewards[0] > rewards[1]
+
+
+def test_a_caption_job_is_still_guarded_by_heldout_query_em(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dreamforge.rewards import parse_reward_function
+    from services.trainer import heldout as H
+
+    rows, guard = H.heldout_sets("grpo", ["caption"], 3, seed=1)
+    assert rows and {r["skill"] for r in rows} == {"caption"}
+    assert guard and {r["skill"] for r in guard} == {"query"}
+    assert H.heldout_sets("grpo", ["query"], 3, seed=1)[1] == []  # a query job measures its own rows
+
+    class Model:
+        training = False
+
+        def eval(self) -> None: ...
+
+        def train(self, mode: bool = True) -> None: ...
+
+    class FakeSkills:
+        model = Model()
+
+    def fake_answers(skills: object, batch: list[dict[str, object]]) -> list[str]:
+        return [r["reference"]["answer"] if r["skill"] == "query" else "a red circle"  # type: ignore[index]
+                for r in batch]
+
+    monkeypatch.setattr(H, "skill_metrics", lambda skills, n: {})
+    monkeypatch.setattr(H, "answers", fake_answers)
+    spec = parse_reward_function({"terms": [{"metric": "colour_mention", "weight": 1.0}]})
+    metrics = H.evaluate_policy(FakeSkills(), "grpo", spec, rows, 0, guard)  # type: ignore[arg-type]
+    assert metrics["heldout_query_em"] == 1.0  # measured on the held-out queries, so the gate guards it
+    assert metrics["heldout_caption_words"] == 3.0 and "heldout_caption_content" in metrics
