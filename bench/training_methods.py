@@ -8,8 +8,12 @@ held-out = the synthetic test split), exactly as a job does, and reads its resul
     python bench/training_methods.py --method dpo --seeds 0 1 2
     python bench/training_methods.py --method sft --seeds 0 1 2
 
-`--config '{"steps": 40}'` overrides the job config; the reward function (grpo) is the
-acceptance scenario's: name the colour, be right, be short.
+`--config '{"steps": 40}'` overrides the job config; the reward function (grpo) is by default
+"name the colour, be right, be short" on queries; `--reward caption` is the caption reward (name
+the colours, say the right objects, in fewer words), the acceptance run:
+
+    python bench/training_methods.py --method grpo --seeds 0 1 2 --reward caption --config \
+      '{"skills": ["caption"], "steps": 40, "learning_rate": 5e-3, "temperature": 1.0, "max_completion_length": 64}'
 """
 
 from __future__ import annotations
@@ -36,6 +40,14 @@ COLOUR_AND_SHORT = {"terms": [
     {"metric": "colour_mention", "weight": 1.0},
     {"metric": "exact_match", "weight": 1.0},
     {"metric": "output_length", "weight": 0.5, "direction": "minimize", "params": {"max_words": 6}},
+]}
+#: The caption reward: "answers that name the colour and are short" — name the objects' colours, say the
+#: right (colour, shape) pairs, in fewer words (length against 30 words): a caption that shrinks
+#: to nothing loses the colour and content terms, so it cannot win by saying nothing.
+CAPTION_COLOUR_AND_SHORT = {"terms": [
+    {"metric": "colour_mention", "weight": 1.0},
+    {"metric": "caption_content_accuracy", "weight": 1.0},
+    {"metric": "output_length", "weight": 1.0, "direction": "minimize", "params": {"max_words": 30}},
 ]}
 DEFAULTS: dict[str, dict[str, Any]] = {
     "grpo": {"steps": 30, "prompts_per_step": 4, "num_generations": 8, "learning_rate": 1e-3, "beta": 0.04,
@@ -84,13 +96,16 @@ def main() -> None:
     parser.add_argument("--config", default="{}", help="JSON overrides of the job config")
     parser.add_argument("--eval-images", type=int, default=4, help="test images of the skill-metric evaluation")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--reward", default="", help="reward function JSON (grpo); default: colour, right, short")
+    parser.add_argument("--reward", default="", help="reward function JSON (grpo), or 'caption' for the caption "
+                        "reward (colour, content, short); default: colour, right, short")
     args = parser.parse_args()
     config = {**DEFAULTS[args.method], **json.loads(args.config)}
-    reward = json.loads(args.reward) if args.reward else COLOUR_AND_SHORT
+    reward = (CAPTION_COLOUR_AND_SHORT if args.reward == "caption" else json.loads(args.reward) if args.reward
+              else COLOUR_AND_SHORT)
     results = [run_seed(args.method, seed, config, args.eval_images, args.threads, reward) for seed in args.seeds]
     primary = PRIMARY[args.method]
-    keys = [primary, "heldout_reward", "heldout_query_em", "heldout_words", "query_em", "caption_content",
+    keys = [primary, "heldout_reward", "heldout_query_em", "heldout_words", "heldout_caption_words",
+            "heldout_caption_content", "query_em", "caption_content",
             "detect_f1", "point_hit_rate"]
     keys = list(dict.fromkeys(k for k in keys if k in results[0]["eval_before"]))
     print(f"\n{args.method} on {DEFAULT_MODEL_DIR.name}, {platform.machine()} {os.cpu_count()} CPUs, "
@@ -105,6 +120,8 @@ def main() -> None:
     sps = [r["samples_per_second"] for r in results]
     print(f"\nseconds per step: {mean_sd(per_step)}; samples/s: {mean_sd(sps)}; "
           f"job wall time (load + 2 evaluations + training + save): {mean_sd([r['wall_seconds'] for r in results])} s")
+    for seed, r in zip(args.seeds, results, strict=True):
+        print(f"seed {seed}: " + ", ".join(f"{k} {r['eval_before'][k]:.3f} -> {r['eval_after'][k]:.3f}" for k in keys))
     for r in results:
         if r.get("warnings"):
             print("warnings:", r["warnings"])

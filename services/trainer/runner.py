@@ -168,6 +168,8 @@ class JobRunner:
             payloads = await self.buffer.take(row.tenant_id, row.model_id, row.id, limit=cfg.train_images * 8)
             images = str(self.settings.home.resolve() / "images")
             rows = [r for r in (d.rows_from_reward(p, images) for p in payloads) if r is not None and d.load_image(r)]
+            # only the job's skills: the held-out evaluation (and so the gate) measures those alone
+            rows = [r for r in rows if r["skill"] in cfg.skills]
         if len(rows) < cfg.train_images:  # too few usable events: the synthetic world fills in
             rows += d.synthetic_rows(method, "train", cfg.seed * cfg.train_images, cfg.train_images, cfg.skills,
                                      seed=cfg.seed)
