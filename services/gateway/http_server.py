@@ -66,6 +66,10 @@ class HttpServer:
         install_redaction()
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this. uvicorn writes a response's head and body separately;
+        # with Nagle on, the body waits for the client's delayed ACK (~40 ms on Linux) on every
+        # keep-alive request after the first few.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             sock.bind((self.host, self.port))
         except OSError as exc:

@@ -66,3 +66,26 @@ async def test_embedded_uvicorn_leaves_signal_handlers_alone(tmp_path: Path) -> 
     finally:
         await server.stop()
     assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+async def test_responses_are_not_held_back_by_nagle() -> None:
+    """uvicorn writes a response's head and body separately: without TCP_NODELAY on the sockets the
+    gateway accepts, every keep-alive response after the first few waits ~40 ms for a delayed ACK."""
+    import socket
+
+    from litestar import Litestar, get
+
+    @get("/ping", sync_to_thread=False)
+    def ping() -> str:
+        return "pong"
+
+    server = HttpServer(Litestar([ping]), "127.0.0.1", 0)
+    await server.start()
+    try:
+        assert server._server is not None
+        listening = server._server.servers[0].sockets[0]
+        assert listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
+            assert (await client.get("/ping")).text == "pong"
+    finally:
+        await server.stop()
