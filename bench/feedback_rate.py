@@ -25,17 +25,11 @@ from pathlib import Path
 
 import httpx
 import nats
+from benchlib import percentile, platform_on_free_ports
 
 from dreamforge.events import INFERENCE_COMPLETED, REWARD_SCORED, new_meta
-from dreamforge.infra import free_port
-from dreamforge.settings import SERVICES, PlatformSettings
 from dreamforge.supervisor import Platform
 from dreamforge.v1 import events_pb2
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def seed(nats_url: str, tenant: str, n: int) -> list[str]:
@@ -59,10 +53,7 @@ async def main(n_outputs: int, n_raters: int, concurrency: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["DREAMFORGE_RATE_LIMIT_PER_MINUTE"] = "1000000"
         os.environ["DREAMFORGE_RATE_LIMIT_BURST"] = "100000"
-        ports = {f"{s}_port": free_port() for s in SERVICES if s != "gateway"}
-        settings = PlatformSettings(
-            home=Path(tmp), nats_url=f"nats://127.0.0.1:{free_port()}", redis_url=f"redis://127.0.0.1:{free_port()}/0",
-            gateway_http_port=free_port(), gateway_grpc_port=free_port(), **ports)
+        settings = platform_on_free_ports(Path(tmp))
         platform = Platform(settings, say=lambda _line: None)
         await platform.start()
         try:

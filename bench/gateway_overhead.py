@@ -23,19 +23,15 @@ import time
 from pathlib import Path
 
 import httpx
+from benchlib import percentile, platform_on_free_ports
 
 from dreamforge.images import to_data_url
-from dreamforge.infra import free_port
-from dreamforge.settings import SERVICES, PlatformSettings
 from dreamforge.supervisor import Platform
 from dreamforge.world import get_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def timed_bare(skills: object, requests: list[tuple[object, str]]) -> tuple[list[float], list[str]]:
@@ -62,10 +58,7 @@ async def main(model_dir: Path, n: int) -> None:
         os.environ["DREAMFORGE_DEFAULT_MODEL"] = str(model_dir)
         os.environ["DREAMFORGE_RATE_LIMIT_PER_MINUTE"] = "100000"
         os.environ["DREAMFORGE_RATE_LIMIT_BURST"] = "1000"
-        ports = {f"{s}_port": free_port() for s in SERVICES if s != "gateway"}
-        settings = PlatformSettings(
-            home=Path(tmp), nats_url=f"nats://127.0.0.1:{free_port()}", redis_url=f"redis://127.0.0.1:{free_port()}/0",
-            gateway_http_port=free_port(), gateway_grpc_port=free_port(), **ports)
+        settings = platform_on_free_ports(Path(tmp))
         platform = Platform(settings, say=lambda _line: None)
         await platform.start()
         try:

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import pct
+
 from dreamforge.triton_server import PYTRITON_VERSION
 from dreamforge.world import get_sample
 from services.inference.runtime.base import SkillCall
@@ -77,9 +79,6 @@ async def run_clients(runtime: TritonRuntime, calls: list[SkillCall], clients: i
     return time.perf_counter() - started, latencies
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
 async def main(model: Path | None, n: int) -> None:

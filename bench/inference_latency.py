@@ -23,24 +23,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import platform
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from benchlib import pct
 
 from dreamforge.adapters import make_lora_adapter, pack_adapter
 from dreamforge.grpcio import channel
 from dreamforge.images import encode_png
 from dreamforge.infra import ensure_nats, free_port
 from dreamforge.model.skills import Skills
-from dreamforge.runtime import ServiceRuntime
+from dreamforge.runtime import in_process
 from dreamforge.settings import PlatformSettings
 from dreamforge.v1 import common_pb2, inference_pb2, inference_pb2_grpc, registry_pb2, registry_pb2_grpc
 from dreamforge.world import get_sample
@@ -53,26 +52,8 @@ from services.registry.main import build as build_registry
 CALLER = common_pb2.Caller(tenant_id="t_bench", key_id="k_bench")
 
 
-@contextlib.asynccontextmanager
-async def running(name: str, build: Callable[[ServiceRuntime], Awaitable[Any]],
-                  settings: PlatformSettings) -> AsyncIterator[ServiceRuntime]:
-    runtime = ServiceRuntime(name, settings, port=free_port())
-    runtime.state = await build(runtime)
-    task = asyncio.create_task(runtime.run(handle_signals=False))
-    while not runtime.ready:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    try:
-        yield runtime
-    finally:
-        runtime.request_stop()
-        await task
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
 def rss_bytes() -> int:
@@ -176,11 +157,11 @@ async def main(model: Path | None, n: int, clients: int, swaps: int) -> None:
     base = model or (DEFAULT_MODEL_DIR if built else random_default_model(work / "model"))
     nats_server = ensure_nats(f"nats://127.0.0.1:{free_port()}", work / "nats")
     try:
-        async with running("registry", build_registry, PlatformSettings(
+        async with in_process("registry", build_registry, PlatformSettings(
                 home=work / "registry", nats_url=nats_server.url, log_level="WARNING")) as registry_rt:
             settings = InferenceSettings(home=work / "inference", nats_url=nats_server.url, log_level="WARNING",
                                          registry_addr=f"127.0.0.1:{registry_rt.port}", default_model=base)
-            async with running("inference", build_inference, settings) as inference_rt, \
+            async with in_process("inference", build_inference, settings) as inference_rt, \
                     channel(f"127.0.0.1:{inference_rt.port}") as ich, \
                     channel(f"127.0.0.1:{registry_rt.port}") as rch:
                 stub = inference_pb2_grpc.InferenceServiceStub(ich)  # type: ignore[no-untyped-call]

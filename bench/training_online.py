@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import nats  # noqa: E402
+from benchlib import pct  # noqa: E402
 
 from dreamforge.events import REWARD_SCORED, new_meta  # noqa: E402
 from dreamforge.grpcio import channel  # noqa: E402
 from dreamforge.image_store import ImageStore  # noqa: E402
 from dreamforge.images import encode_png  # noqa: E402
 from dreamforge.infra import ensure_nats, free_port  # noqa: E402
-from dreamforge.runtime import ServiceRuntime  # noqa: E402
+from dreamforge.runtime import in_process  # noqa: E402
 from dreamforge.settings import PlatformSettings  # noqa: E402
 from dreamforge.v1 import (  # noqa: E402
     common_pb2,
@@ -73,26 +72,8 @@ REWARD = {"terms": [{"metric": "colour_mention", "weight": 1.0},
                      "params": {"max_words": 30}}]}
 
 
-@contextlib.asynccontextmanager
-async def running(name: str, build: Callable[[ServiceRuntime], Awaitable[Any]],
-                  settings: PlatformSettings) -> AsyncIterator[ServiceRuntime]:
-    runtime = ServiceRuntime(name, settings, port=free_port())
-    runtime.state = await build(runtime)
-    task = asyncio.create_task(runtime.run(handle_signals=False))
-    while not runtime.ready:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.05)
-    try:
-        yield runtime
-    finally:
-        runtime.request_stop()
-        await task
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000 if ordered else float("nan")
 
 
 async def load(stub: Any, clients: int, stop: asyncio.Event, reference: str = "default") -> dict[str, Any]:
@@ -125,7 +106,7 @@ async def main(args: argparse.Namespace) -> None:
     nats_server = ensure_nats(f"nats://127.0.0.1:{free_port()}", work / "nats")
     url = nats_server.url
     try:
-        async with running("registry", build_registry, PlatformSettings(home=work, nats_url=url,
+        async with in_process("registry", build_registry, PlatformSettings(home=work, nats_url=url,
                                                                         log_format="text")) as registry:
             target = f"127.0.0.1:{registry.port}"
             inference_settings = InferenceSettings(home=work, nats_url=url, log_format="text", registry_addr=target,
@@ -133,8 +114,8 @@ async def main(args: argparse.Namespace) -> None:
             trainer_settings = TrainerSettings(home=work, nats_url=url, log_format="text", registry_addr=target,
                                                feedback_addr="127.0.0.1:1", job_threads=1,
                                                eval_images=args.eval_images, policy_poll_s=0.5)
-            async with running("inference", build_inference, inference_settings) as inference, \
-                    running("trainer", build_trainer, trainer_settings) as trainer:
+            async with in_process("inference", build_inference, inference_settings) as inference, \
+                    in_process("trainer", build_trainer, trainer_settings) as trainer:
                 await run(args, work, url, target, f"127.0.0.1:{inference.port}", f"127.0.0.1:{trainer.port}")
     finally:
         nats_server.stop()

@@ -17,9 +17,10 @@ in hand, `on_stop` hooks run (newest first), connections close.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -171,3 +172,30 @@ def service_main(name: str, settings: PlatformSettings, build: Callable[[Service
         await runtime.run()
 
     asyncio.run(main())
+
+
+@contextlib.asynccontextmanager
+async def in_process(
+    name: str, build: Callable[[ServiceRuntime], Awaitable[Any]], settings: PlatformSettings,
+    ready_timeout_s: float = 20.0,
+) -> AsyncIterator[ServiceRuntime]:
+    """Run a real service (its `build` + this runtime, on a free port) inside the caller's event loop,
+    ready on entry and drained on exit: how tests and benchmarks run services without processes."""
+    from dreamforge.infra import free_port
+
+    runtime = ServiceRuntime(name, settings, port=free_port())
+    runtime.state = await build(runtime)
+    task = asyncio.create_task(runtime.run(handle_signals=False))
+    try:
+        deadline = asyncio.get_running_loop().time() + ready_timeout_s
+        while not runtime.ready:
+            if task.done():
+                task.result()
+                raise RuntimeError(f"{name} stopped before it was ready")
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{name} not ready after {ready_timeout_s:.0f} s")
+            await asyncio.sleep(0.02)
+        yield runtime
+    finally:
+        runtime.request_stop()
+        await task

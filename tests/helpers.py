@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from dreamforge.infra import free_port
-from dreamforge.runtime import ServiceRuntime
+from dreamforge.runtime import in_process
 from dreamforge.settings import PlatformSettings
 
 
@@ -27,22 +24,7 @@ async def eventually(check, timeout_s: float = 10.0, interval_s: float = 0.05): 
         await asyncio.sleep(interval_s)
 
 
-@contextlib.asynccontextmanager
-async def running_service(
-    name: str, build: Callable[[ServiceRuntime], Awaitable[Any]], settings: PlatformSettings,
-) -> AsyncIterator[ServiceRuntime]:
-    """Run a real service (its `build` + the shared runtime) inside the test's event loop."""
-    runtime = ServiceRuntime(name, settings, port=free_port())
-    runtime.state = await build(runtime)
-    task = asyncio.create_task(runtime.run(handle_signals=False))
-    try:
-        await eventually(lambda: runtime.ready or task.done(), timeout_s=20)
-        if task.done():
-            task.result()
-        yield runtime
-    finally:
-        runtime.request_stop()
-        await task
+running_service = in_process  # a real service inside the test's event loop (dreamforge.runtime)
 
 
 def platform_settings(home: Path, nats_url: str, **overrides: Any) -> PlatformSettings:

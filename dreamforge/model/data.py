@@ -73,7 +73,8 @@ def training_batch(processor, images: Sequence[Image.Image], conversations: Sequ
 
 
 def per_turn_loss(
-    logits: torch.Tensor, labels: torch.Tensor, turns: torch.Tensor, coords: torch.Tensor | None = None, sigma: float = 0.0
+    logits: torch.Tensor, labels: torch.Tensor, turns: torch.Tensor, coords: torch.Tensor | None = None,
+    sigma: float = 0.0,
 ) -> torch.Tensor:
     """Cross-entropy averaged within each answer, then over answers: a one-word answer weighs as much as a
     long caption (plain token averaging lets the long answers drown the short ones).
