@@ -16,7 +16,7 @@ import base64
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -246,7 +246,7 @@ class DreamForge:
         """The calling tenant's usage and cost (default: this calendar month, UTC)."""
         return dict(self._call("GET", "/v1/usage", params={"from": start, "to": end}))
 
-    def usage_report(self, group_by: list[str] | str = (), start: str = "", end: str = "", *, csv: bool = False,
+    def usage_report(self, group_by: Sequence[str] | str = (), start: str = "", end: str = "", *, csv: bool = False,
                      tenant: str = "") -> Any:
         """Finance report (scope `finance`): the JSON report, or the RFC 4180 CSV text with csv=True."""
         params = {"group_by": group_by if isinstance(group_by, str) else ",".join(group_by), "from": start,

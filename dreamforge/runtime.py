@@ -21,7 +21,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,6 +35,9 @@ from dreamforge.settings import PlatformSettings
 from dreamforge.tracing import configure_tracing, server_interceptors
 
 Hook = Callable[[], Awaitable[None]]
+
+
+SettingsT = TypeVar("SettingsT", bound=PlatformSettings)
 
 
 class ServiceRuntime:
@@ -67,6 +70,14 @@ class ServiceRuntime:
         self.state: Any = None
 
     # -- wiring -------------------------------------------------------------------
+
+    def settings_as(self, cls: type[SettingsT]) -> SettingsT:
+        """The settings as the service's own class (`cls` adds its fields to the platform's): a runtime
+        built from plain PlatformSettings (the supervisor, a test) gets the defaults and environment."""
+        if isinstance(self.settings, cls):
+            return self.settings
+        return cls(**self.settings.model_dump())
+
     def add_servicer(self, add_fn: Callable[[Any, grpc.aio.Server], None], servicer: Any, full_name: str) -> None:
         """Register a servicer; the server is built on start, with the options set by then."""
         self._servicers.append((add_fn, servicer))

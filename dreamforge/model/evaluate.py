@@ -62,13 +62,13 @@ def score(sample: Sample, task: Task, output: str, rec: dict) -> None:
             rec["detect_absent_none"].append(not pred)
     elif task.skill == "point":
         truth_boxes = sample.detect_targets().get(_object_name(task), [])
-        pred = parse_world_points(output)
-        hits = point_hits(pred, truth_boxes)
+        points = parse_world_points(output)
+        hits = point_hits(points, truth_boxes)
         rec["_pt_hits"].append(hits)
-        rec["_pt_pred"].append(len(pred))
+        rec["_pt_pred"].append(len(points))
         rec["_pt_true"].append(len(truth_boxes))
         if not truth_boxes:
-            rec["point_absent_none"].append(not pred)
+            rec["point_absent_none"].append(not points)
 
 
 def summarise(rec: dict) -> dict:

@@ -47,7 +47,7 @@ def load(path: str | Path, device: str | None = None, dtype: torch.dtype | None 
     device = pick_device(device)
     model = AutoModelForImageTextToText.from_pretrained(str(path), dtype=dtype or torch.float32)
     processor = AutoProcessor.from_pretrained(str(path))
-    return model.to(device).eval(), processor
+    return model.to(device).eval(), processor  # type: ignore[arg-type]  # transformers types `.to` as a wrapped method
 
 
 def _rgb(image: Image.Image) -> Image.Image:

@@ -43,9 +43,7 @@ class Billing:
 
 
 async def build(runtime: ServiceRuntime) -> Billing:
-    settings = runtime.settings
-    if not isinstance(settings, BillingSettings):
-        settings = BillingSettings(**settings.model_dump())
+    settings = runtime.settings_as(BillingSettings)
     tables = BillingTables(runtime.db)
     runtime.migrations.extend(tables.migrations)
     install_sqlite_functions(runtime.db.engine)

@@ -37,9 +37,7 @@ class Feedback:
 
 
 async def build(runtime: ServiceRuntime) -> Feedback:
-    settings = runtime.settings
-    if not isinstance(settings, FeedbackSettings):
-        settings = FeedbackSettings(**settings.model_dump())
+    settings = runtime.settings_as(FeedbackSettings)
     outputs = OutputStore(runtime.db)
     tables = Tables(runtime.db)
     outbox = Outbox(runtime.db)

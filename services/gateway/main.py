@@ -37,9 +37,7 @@ class Gateway:
 
 
 async def build(runtime: ServiceRuntime) -> Gateway:
-    settings = runtime.settings
-    if not isinstance(settings, GatewaySettings):
-        settings = GatewaySettings(**settings.model_dump())
+    settings = runtime.settings_as(GatewaySettings)
     keys = KeyStore(runtime.db, settings.key_cache_ttl_s)
     runtime.migrations.extend(keys.migrations)
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)

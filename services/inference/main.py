@@ -48,9 +48,7 @@ class Inference:
 
 
 async def build(runtime: ServiceRuntime) -> Inference:
-    settings = runtime.settings
-    if not isinstance(settings, InferenceSettings):
-        settings = InferenceSettings(**settings.model_dump())
+    settings = runtime.settings_as(InferenceSettings)
     routes = RouteTable(runtime.db)
     outbox = Outbox(runtime.db)
     runtime.migrations.extend([*routes.migrations, outbox.migration(2)])

@@ -16,9 +16,7 @@ _MESSAGE_OVERHEAD = 1024 * 1024
 
 
 async def build(runtime: ServiceRuntime) -> RegistryStore:
-    settings = runtime.settings
-    if not isinstance(settings, RegistrySettings):
-        settings = RegistrySettings(**settings.model_dump())
+    settings = runtime.settings_as(RegistrySettings)
     artifacts = make_artifact_store(settings.artifact_store, settings.home, endpoint_url=settings.s3_endpoint_url)
     store = RegistryStore(runtime.db, artifacts, max_artifact_bytes=settings.max_artifact_bytes)
     runtime.migrations.extend(store.migrations)

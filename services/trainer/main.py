@@ -42,9 +42,7 @@ class Trainer:
 
 
 async def build(runtime: ServiceRuntime) -> Trainer:
-    settings = runtime.settings
-    if not isinstance(settings, TrainerSettings):
-        settings = TrainerSettings(**settings.model_dump())
+    settings = runtime.settings_as(TrainerSettings)
     buffer = RewardBuffer(runtime.db)
     store = JobStore(runtime.db)
     runtime.migrations.extend([*buffer.migrations, *store.migrations])
