@@ -66,6 +66,11 @@ class GatewayDeps:
     feedback: feedback_pb2_grpc.FeedbackServiceStub | None = None
     #: False while starting or draining: `/ready` answers 503.
     serving: Callable[[], bool] = field(default=lambda: True)
+    #: The billing quota gate of every skill call, HTTP and gRPC front alike (one allowance per tenant).
+    quota: QuotaGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.quota = QuotaGate(self.billing, cache_s=self.settings.quota_cache_s)
 
     def limiter(self) -> RateLimiter:
         return RateLimiter(self.redis, self.settings.rate_limit_per_minute, self.settings.rate_limit_burst)
@@ -87,7 +92,7 @@ def create_app(deps: GatewayDeps) -> Litestar:
         "health": Provide(_const(health)),
         "relay": Provide(_const(EventRelay(deps.bus))),
         "skills": Provide(_const(SkillService(deps.inference, settings.backend_timeout_s,
-                                                quota=QuotaGate(deps.billing)))),
+                                                quota=deps.quota))),
         "billing": Provide(_const(BillingClient(deps.billing, settings.backend_timeout_s))),
         "principal": Provide(provide_principal),
         "trainer": Provide(_const(TrainerClient(deps.trainer, settings.backend_timeout_s))),

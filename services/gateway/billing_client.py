@@ -5,6 +5,14 @@ The quota gate fails open: when billing does not answer within `timeout_s` the c
 served and the failure logged (at most once a minute), as the rate limiter does when Redis
 is away — an outage of metering must not become an outage of serving. The ledger still
 counts every served call, and the counters are reconciled from it.
+
+Billing's "allowed" is kept for `cache_s` (default 1 s, as the API-key cache) with the
+images it leaves the tenant (`limit - used`); calls within that time spend the allowance
+here instead of each waiting for a `CheckQuota` round trip before inference, and a call the
+allowance does not cover asks billing again. Refusals are never kept. What this can add to
+the lag quotas already have (billing counts a call once its `usage.recorded` event is in
+the ledger): calls served by *other* gateway replicas, an unpaid invoice or a new plan are
+seen up to `cache_s` later. `cache_s=0` asks billing before every call.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import csv
 import io
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,19 +63,35 @@ def quota_exceeded(request: Request[Any, Any, Any], exc: QuotaExceeded) -> Respo
     return error_response(request, exc.http_status, code, str(exc), headers)
 
 
+@dataclass
+class _Allowance:
+    """What billing last allowed a tenant: until `expires` (monotonic), `images` more (None: no limit)."""
+
+    expires: float
+    images: int | None
+
+
 class QuotaGate:
-    def __init__(self, stub: billing_pb2_grpc.BillingServiceStub | None, timeout_s: float = 1.0) -> None:
+    #: Tenants whose allowance is kept at most (the expired ones are dropped first).
+    MAX_TENANTS = 10_000
+
+    def __init__(self, stub: billing_pb2_grpc.BillingServiceStub | None, timeout_s: float = 1.0,
+                 cache_s: float = 1.0) -> None:
         self.stub = stub
         self.timeout_s = timeout_s
+        self.cache_s = cache_s
         self._last_warning = 0.0
+        self._allowances: dict[str, _Allowance] = {}
 
     async def admit(self, caller: common_pb2.Caller, skill: str, images: int = 1) -> None:
         """Raise QuotaExceeded when the tenant may not use `images` more images now."""
         if self.stub is None:
             return
+        images = max(1, images)
+        if self._spend(caller.tenant_id, images):
+            return
         try:
-            reply = await self.stub.CheckQuota(billing_pb2.CheckQuotaRequest(caller=caller, skill=skill,
-                                                                            images=max(1, images)),
+            reply = await self.stub.CheckQuota(billing_pb2.CheckQuotaRequest(caller=caller, skill=skill, images=images),
                                                timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
             if time.monotonic() - self._last_warning > 60:
@@ -74,7 +99,32 @@ class QuotaGate:
                 log.warning("billing unavailable: quotas not enforced", extra={"error": exc.code().name})
             return
         if not reply.allowed:
+            self._allowances.pop(caller.tenant_id, None)
             raise QuotaExceeded(reply.reason, reply.http_status, int(reply.retry_after_s))
+        self._keep(caller.tenant_id, reply, images)
+
+    def _spend(self, tenant: str, images: int) -> bool:
+        """Take `images` from the tenant's unexpired allowance; False when it does not cover them."""
+        allowance = self._allowances.get(tenant)
+        if allowance is None or allowance.expires <= time.monotonic():
+            return False
+        if allowance.images is not None:
+            if allowance.images < images:
+                return False
+            allowance.images -= images
+        return True
+
+    def _keep(self, tenant: str, reply: billing_pb2.CheckQuotaResponse, images: int) -> None:
+        """Remember billing's "allowed", less the `images` this call takes (`limit_images` 0: no hard limit)."""
+        if self.cache_s <= 0:
+            return
+        now = time.monotonic()
+        if len(self._allowances) >= self.MAX_TENANTS:
+            self._allowances = {t: a for t, a in self._allowances.items() if a.expires > now}
+            if len(self._allowances) >= self.MAX_TENANTS:
+                return
+        left = None if reply.limit_images <= 0 else max(0, reply.limit_images - reply.used_images - images)
+        self._allowances[tenant] = _Allowance(now + self.cache_s, left)
 
 
 def _time(ts: Timestamp) -> datetime | None:

@@ -18,7 +18,7 @@ from dreamforge.grpcio import channel
 from dreamforge.runtime import ServiceRuntime
 from dreamforge.v1 import feedback_pb2_grpc, gateway_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
 from services.gateway.app import GatewayDeps, create_app
-from services.gateway.billing_client import QuotaGate, billing_stub
+from services.gateway.billing_client import billing_stub
 from services.gateway.grpc_front import GatewayServicer
 from services.gateway.http_server import HttpServer
 from services.gateway.keys import KeyStore, ensure_bootstrap_admin
@@ -59,7 +59,7 @@ async def build(runtime: ServiceRuntime) -> Gateway:
     runtime.add_servicer(
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
         GatewayServicer(keys, deps.limiter(), deps.registry, deps.inference,  # type: ignore[arg-type]
-                        settings.backend_timeout_s, quota=QuotaGate(deps.billing)),
+                        settings.backend_timeout_s, quota=deps.quota),
         "dreamforge.v1.GatewayService",
     )
     app = create_app(deps)

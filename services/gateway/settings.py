@@ -1,4 +1,4 @@
-"""Settings of the gateway: body limit, default rate limit, key cache, bootstrap key file."""
+"""Settings of the gateway: body limit, default rate limit, key and quota caches, bootstrap key file."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ class GatewaySettings(PlatformSettings):
     key_cache_ttl_s: float = Field(
         default=1.0, ge=0.0,
         description="How long a looked-up API key is trusted without asking the DB (bounds revocation delay)",
+    )
+    quota_cache_s: float = Field(
+        default=1.0, ge=0.0,
+        description="How long billing's quota allowance for a tenant is spent without asking billing again "
+                    "(0 = ask before every skill call; see billing_client.QuotaGate)",
     )
     backend_timeout_s: float = Field(default=30.0, gt=0, description="Deadline of each call to an internal service")
     health_timeout_s: float = Field(default=1.0, gt=0, description="Timeout of each check behind GET /health")
