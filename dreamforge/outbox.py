@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from google.protobuf.message import Message
@@ -53,11 +54,24 @@ class Outbox:
 
     async def add(self, conn: AsyncConnection, event: EventType, payload: Message) -> None:
         """Queue `payload` inside the caller's transaction."""
-        meta = payload.meta  # type: ignore[attr-defined]
-        headers = inject_headers({"Nats-Msg-Id": meta.event_id, "Dreamforge-Event": event.name})
-        await conn.execute(self.table.insert().values(
-            event_id=meta.event_id, subject=event.subject(meta.tenant_id), payload=payload.SerializeToString(),
-            headers=json.dumps(headers), created_at=utcnow(), published_at=None))
+        await self.add_many(conn, [(event, payload)])
+
+    async def add_many(self, conn: AsyncConnection, events: Sequence[tuple[EventType, Message]]) -> None:
+        """Queue several events inside the caller's transaction, in order, with one statement.
+
+        One INSERT of all rows instead of one per event: on a request path (inference writes
+        two events per answer) every statement is a round trip to the database driver."""
+        if not events:
+            return
+        now = utcnow()
+        rows = []
+        for event, payload in events:
+            meta = payload.meta  # type: ignore[attr-defined]
+            headers = inject_headers({"Nats-Msg-Id": meta.event_id, "Dreamforge-Event": event.name})
+            rows.append({"event_id": meta.event_id, "subject": event.subject(meta.tenant_id),
+                         "payload": payload.SerializeToString(), "headers": json.dumps(headers),
+                         "created_at": now, "published_at": None})
+        await conn.execute(self.table.insert(), rows)
 
     def notify(self) -> None:
         """Tell the relay there is something new (it also polls)."""
@@ -70,11 +84,19 @@ class Outbox:
                 sa.select(self.table.c.seq, self.table.c.subject, self.table.c.payload, self.table.c.headers)
                 .where(self.table.c.published_at.is_(None)).order_by(self.table.c.seq).limit(limit)
             )).all()
-        for row in rows:
-            await bus.publish_raw(row.subject, row.payload, json.loads(row.headers))
-            async with self.db.engine.begin() as conn:
-                await conn.execute(self.table.update().where(self.table.c.seq == row.seq)
-                                   .values(published_at=utcnow()))
+        # Published one by one, in order; marked sent in one transaction for all of them (one
+        # per row cost a commit per event, on the same event loop and cores as the requests).
+        # A crash before the mark re-publishes them, and JetStream drops the duplicates.
+        sent: list[int] = []
+        try:
+            for row in rows:
+                await bus.publish_raw(row.subject, row.payload, json.loads(row.headers))
+                sent.append(row.seq)
+        finally:
+            if sent:
+                async with self.db.engine.begin() as conn:
+                    await conn.execute(self.table.update().where(self.table.c.seq.in_(sent))
+                                       .values(published_at=utcnow()))
         return len(rows)
 
     def start_relay(self, bus: EventBus, poll_s: float = 1.0) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from dreamforge.db import Database
@@ -62,15 +62,31 @@ class ServedEvents:
         self.outbox = outbox
         self.images = images
 
-    async def _keep_image(self, request: Prepared) -> None:
-        """Store the image before its events exist, so every `image_ref` a consumer sees can be loaded."""
-        if self.images is not None and request.image_bytes:
-            await asyncio.to_thread(self.images.save, request.caller.tenant_id, request.image_bytes)
+    def keep_image(self, request: Prepared) -> asyncio.Future[None]:
+        """Start storing the request's image; `record` awaits it before the events exist.
 
-    async def record(self, served: Served) -> bool:
-        """Queue both events; False when this request id was recorded before (a retry)."""
+        Started when the request is planned, so the write overlaps generation instead of
+        delaying the answer. A request that then fails leaves its image stored without events
+        (content-addressed, so harmless; the retention purge removes it)."""
+        if self.images is None or not request.image_bytes:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
+        task = asyncio.ensure_future(self._save(self.images, request.caller.tenant_id, request.image_bytes))
+        task.add_done_callback(_retrieved)  # a failed request never awaits it: no "never retrieved" noise
+        return task
+
+    @staticmethod
+    async def _save(images: ImageStore, tenant_id: str, data: bytes) -> None:
+        await asyncio.to_thread(images.save, tenant_id, data)
+
+    async def record(self, served: Served, image_kept: Awaitable[object] | None = None) -> bool:
+        """Queue both events; False when this request id was recorded before (a retry).
+
+        The image is stored before its events exist, so every `image_ref` a consumer sees can
+        be loaded: `image_kept` is the write `keep_image` started (started here when None)."""
         request, route, out = served.request, served.route, served.output
-        await self._keep_image(request)
+        await (image_kept if image_kept is not None else self.keep_image(request))
         tenant, key_id = request.caller.tenant_id, request.caller.key_id
         completed = events_pb2.InferenceCompleted(
             meta=new_meta(tenant, PRODUCER, completed_event_id(request.request_id)), request_id=request.request_id,
@@ -82,19 +98,19 @@ class ServedEvents:
             key_id=key_id, model_id=route.model_id, version=route.version, alias=route.alias,
             is_preview=route.is_preview, skill=request.skill, images=1, input_tokens=out.input_tokens,
             output_tokens=out.output_tokens, latency_ms=served.latency_ms)
-        table = self.outbox.table
         try:
+            # One statement, no look-up first: the unique event ids refuse a retried request id.
             async with self.db.transaction() as conn:
-                seen = (await conn.execute(sa.select(table.c.event_id).where(
-                    table.c.event_id.in_([completed.meta.event_id, usage.meta.event_id])))).first()
-                if seen is not None:
-                    return False
-                await self.outbox.add(conn, INFERENCE_COMPLETED, completed)
-                await self.outbox.add(conn, USAGE_RECORDED, usage)
+                await self.outbox.add_many(conn, [(INFERENCE_COMPLETED, completed), (USAGE_RECORDED, usage)])
         except IntegrityError:
-            return False  # a concurrent retry of the same request committed first
+            return False  # this request id was recorded before (a retry, possibly concurrent)
         self.outbox.notify()
         return True
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _prompt(request: Prepared) -> str:

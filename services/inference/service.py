@@ -3,8 +3,9 @@
 Per request: the checked request (validation.py) names a model reference; the resolver
 turns it into a route (model, version, base checkpoint, adapter sha); the pool gives the
 base's runtime; the adapter files are fetched once per sha; the runtime answers (batched
-with concurrent calls); then `inference.completed` + `usage.recorded` go into the outbox
-in one transaction and the answer is returned.
+with concurrent calls) while the image is written to the image store; then
+`inference.completed` + `usage.recorded` go into the outbox in one transaction and the
+answer is returned (so an answered request survives a crash).
 
 Hot swap: `on_model_updated` (from the durable `model.updated` consumer and a per-replica
 core subscription) clears the tenant's cached resolutions at once, so the next request
@@ -18,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from dreamforge.grpcio import FailedPrecondition, ServiceError
 from dreamforge.v1 import common_pb2, events_pb2, inference_pb2
@@ -53,18 +54,20 @@ class InferenceService:
     async def answer(self, request: Prepared) -> inference_pb2.SkillResponse:
         started = time.perf_counter()
         route, runtime, call = await self._plan(request)
+        image_kept = self.events.keep_image(request)  # the image store write overlaps generation
         try:
             output = await runtime.run(call)
         except ServiceError:
             raise
         except Exception as exc:
             raise _model_failure(exc) from exc
-        return await self._finish(request, route, output, started)
+        return await self._finish(request, route, output, started, image_kept)
 
     async def stream(self, request: Prepared) -> AsyncIterator[inference_pb2.TextChunk]:
         """Text chunks as generated, then one completed chunk with the whole response."""
         started = time.perf_counter()
         route, runtime, call = await self._plan(request)
+        image_kept = self.events.keep_image(request)  # the image store write overlaps generation
         pieces = runtime.stream(call)
         texts: list[str] = []
         try:
@@ -80,7 +83,7 @@ class InferenceService:
             if aclose is not None:
                 await aclose()
         output = getattr(pieces, "output", None) or SkillOutput(text="".join(texts))
-        response = await self._finish(request, route, output, started)
+        response = await self._finish(request, route, output, started, image_kept)
         yield inference_pb2.TextChunk(completed=True, final=response)
 
     async def _plan(self, request: Prepared) -> tuple[Route, ModelRuntime, SkillCall]:
@@ -98,10 +101,11 @@ class InferenceService:
         self._adapter_names[adapter.sha256] = (route.model_id, route.version)
         return adapter
 
-    async def _finish(self, request: Prepared, route: Route, output: SkillOutput,
-                      started: float) -> inference_pb2.SkillResponse:
+    async def _finish(self, request: Prepared, route: Route, output: SkillOutput, started: float,
+                      image_kept: Awaitable[object]) -> inference_pb2.SkillResponse:
+        """Record the events (committed before the answer leaves: a crash loses no served request)."""
         latency_ms = (time.perf_counter() - started) * 1000
-        await self.events.record(Served(request, route, output, latency_ms))
+        await self.events.record(Served(request, route, output, latency_ms), image_kept)
         return inference_pb2.SkillResponse(
             request_id=request.request_id, text=output.text,
             objects=[inference_pb2.Box(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3]) for b in output.boxes],

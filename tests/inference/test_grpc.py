@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from PIL import Image
 
 from dreamforge.events import INFERENCE_COMPLETED, USAGE_RECORDED, EventType
+from dreamforge.image_store import ImageStore
 from dreamforge.v1 import common_pb2, events_pb2, inference_pb2, inference_pb2_grpc, registry_pb2, registry_pb2_grpc
 from tests.helpers import eventually
 from tests.inference.conftest import Platform, image_of
@@ -179,6 +180,9 @@ async def test_each_served_request_is_counted_exactly_once(stack: Platform, infe
     assert (c.skill, c.prompt, c.meta.event_id) == ("query", "how many shapes are there?",
                                                     f"{requests[1].request_id}:completed")
     assert len(c.image_ref) == 64 and '"text"' in c.output_json
+    # the image an event names was stored before the event existed (the write overlaps generation)
+    store = ImageStore(stack.inference.settings.home / "images")
+    assert store.load_bytes(caller.tenant_id, c.image_ref) == requests[1].image.data
     rows = await _outbox_rows(stack, ids)
     assert rows == 2 * len(ids)
 

@@ -1,0 +1,72 @@
+"""The outbox: events queued in the caller's transaction (several in one statement), published in
+order, marked sent only once published (a publish that fails leaves the rest for the next pass)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from dreamforge.db import Database
+from dreamforge.events import INFERENCE_COMPLETED, USAGE_RECORDED, new_meta
+from dreamforge.outbox import Outbox
+from dreamforge.v1 import events_pb2
+
+
+class Bus:
+    """Records publishes; the `fail_at`-th publish (1-based) raises."""
+
+    def __init__(self, fail_at: int = 0) -> None:
+        self.subjects: list[str] = []
+        self.fail_at = fail_at
+
+    async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> bool:
+        if len(self.subjects) + 1 == self.fail_at:
+            raise ConnectionError("NATS away")
+        self.subjects.append(f"{subject} {headers['Nats-Msg-Id']}")
+        return True
+
+
+def events(request_id: str) -> list[tuple[object, object]]:
+    completed = events_pb2.InferenceCompleted(meta=new_meta("t1", "test", f"{request_id}:completed"))
+    usage = events_pb2.UsageRecorded(meta=new_meta("t1", "test", f"{request_id}:usage"))
+    return [(INFERENCE_COMPLETED, completed), (USAGE_RECORDED, usage)]
+
+
+async def outbox_in(tmp_path: Path) -> Outbox:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}", "svc")
+    outbox = Outbox(db)
+    await db.migrate([outbox.migration(1)])
+    return outbox
+
+
+async def unsent(outbox: Outbox) -> list[str]:
+    async with outbox.db.engine.connect() as conn:
+        return list((await conn.execute(sa.select(outbox.table.c.event_id).where(
+            outbox.table.c.published_at.is_(None)).order_by(outbox.table.c.seq))).scalars())
+
+
+async def test_events_are_queued_together_published_in_order_and_marked_once_sent(tmp_path: Path) -> None:
+    outbox = await outbox_in(tmp_path)
+    for request_id in ("r1", "r2"):
+        async with outbox.db.transaction() as conn:
+            await outbox.add_many(conn, events(request_id))  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError):  # a retried request id: its events exist already, nothing is added
+        async with outbox.db.transaction() as conn:
+            await outbox.add_many(conn, events("r1"))  # type: ignore[arg-type]
+    assert await unsent(outbox) == ["r1:completed", "r1:usage", "r2:completed", "r2:usage"]
+
+    failing = Bus(fail_at=3)
+    with pytest.raises(ConnectionError):
+        await outbox.publish_pending(failing)  # type: ignore[arg-type]
+    assert [s.split()[1] for s in failing.subjects] == ["r1:completed", "r1:usage"]
+    assert await unsent(outbox) == ["r2:completed", "r2:usage"]  # the published two are marked, the rest wait
+
+    bus = Bus()
+    assert await outbox.publish_pending(bus) == 2  # type: ignore[arg-type]
+    assert bus.subjects == [f"{INFERENCE_COMPLETED.subject('t1')} r2:completed",
+                            f"{USAGE_RECORDED.subject('t1')} r2:usage"]
+    assert await unsent(outbox) == [] and await outbox.publish_pending(bus) == 0  # type: ignore[arg-type]
+    await outbox.db.close()
