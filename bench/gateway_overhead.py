@@ -8,7 +8,12 @@ difference between the two bare blocks, and no bare call overlaps the platform's
 after-request work (event relay, consumers). Prints p50/p99 and the overhead at p50
 (target: ≤ 15% at concurrency 1).
 
-    python bench/gateway_overhead.py [--model models/default] [--requests 60]
+    python bench/gateway_overhead.py [--model models/default] [--requests 60] [--threads N]
+
+`--threads N` gives both paths N torch threads (`torch.set_num_threads` here,
+`DREAMFORGE_TORCH_THREADS` for the inference service); by default both use torch's default.
+On a machine whose cores are busy with other work, 1 thread makes both paths steadier: a
+2-thread generation stalls at every parallel region whose second thread is not scheduled.
 """
 
 from __future__ import annotations
@@ -43,8 +48,14 @@ def timed_bare(skills: object, requests: list[tuple[object, str]]) -> tuple[list
     return times, answers
 
 
-async def main(model_dir: Path, n: int) -> None:
+async def main(model_dir: Path, n: int, threads: int) -> None:
+    import torch
+
     from dreamforge.model.skills import Skills
+
+    if threads:
+        torch.set_num_threads(threads)
+        os.environ["DREAMFORGE_TORCH_THREADS"] = str(threads)
 
     skills = Skills.from_pretrained(model_dir)
     requests = []
@@ -87,7 +98,8 @@ async def main(model_dir: Path, n: int) -> None:
 
     p50_bare, p50_http = statistics.median(bare), statistics.median(http)
     print(f"# Gateway overhead — {n} query requests, concurrency 1, model {model_dir.name}, "
-          f"{host.machine()}, {os.cpu_count()} cores, Python {host.python_version()}")
+          f"{host.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+          f"Python {host.python_version()}")
     print(f"{'path':<44}{'p50 ms':>10}{'p99 ms':>10}")
     print(f"{'bare Skills.query (in-process)':<44}{p50_bare:>10.1f}{percentile(bare, 0.99):>10.1f}")
     print(f"{'HTTP gateway → inference (end to end)':<44}{p50_http:>10.1f}{percentile(http, 0.99):>10.1f}")
@@ -100,5 +112,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of both paths (0: torch's default)")
     args = parser.parse_args()
-    asyncio.run(main(args.model.resolve(), args.requests))
+    asyncio.run(main(args.model.resolve(), args.requests, args.threads))
