@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dreamforge.world import COLOURS, PLURALS, SHAPES, Sample
+from dreamforge.world.tasks import LOCATION_BINS, LOCATION_FAMILIES, centre_bin, extent_bin
 
 _COLOURS, _SHAPES = list(COLOURS), list(SHAPES)
 N_COLOUR, N_SHAPE, N_SIZE = len(_COLOURS) + 1, len(_SHAPES) + 1, 3  # class 0 = background
@@ -74,35 +75,61 @@ def aux_loss(head: AuxHead, features: torch.Tensor, samples: list[Sample], grid:
 
 
 def token_targets(samples: list[Sample], grid: int) -> torch.Tensor:
-    """Per image token (after pixel shuffle, `grid` x `grid`): class indices (colour, shape, size) of the object
-    whose centre lies in the token's cell, 0 where none does."""
-    out = np.zeros((len(samples), grid * grid, 3), dtype=np.int64)
+    """Per image token (after pixel shuffle, `grid` x `grid`): class indices of the object whose centre lies in
+    the token's cell, 0 where none does: colour, shape, size, then 1 + its location bins (centre x, centre y,
+    width, height: the location tokens of `dreamforge.world.tasks`)."""
+    out = np.zeros((len(samples), grid * grid, 3 + len(LOCATION_FAMILIES)), dtype=np.int64)
     for k, s in enumerate(samples):
         for o in s.objects:
             cx, cy = o.centre
+            x0, y0, x1, y1 = o.box
             j = min(int(cy * grid), grid - 1) * grid + min(int(cx * grid), grid - 1)
-            out[k, j] = (_COLOURS.index(o.colour) + 1, _SHAPES.index(o.shape) + 1, 1 + (o.size == "large"))
+            out[k, j] = (
+                _COLOURS.index(o.colour) + 1, _SHAPES.index(o.shape) + 1, 1 + (o.size == "large"),
+                1 + centre_bin(cx), 1 + centre_bin(cy), 1 + extent_bin(x1 - x0), 1 + extent_bin(y1 - y0),
+            )  # fmt: skip
     return torch.from_numpy(out)
 
 
 def word_ids(tokenizer) -> list[list[int]]:
-    """Token ids of the class words: [none, colours...], [none, shapes...], [none, small, large]."""
+    """Token ids of the classes an image token is read as: [none, colours...], [none, shapes...],
+    [none, small, large], then per location family [none, <x_0>, ..., <x_47>] (y, w, h likewise)."""
     ids = tokenizer.convert_tokens_to_ids
     return [
         [ids("none"), *[ids(c) for c in _COLOURS]],
         [ids("none"), *[ids(s) for s in _SHAPES]],
         [ids("none"), ids("small"), ids("large")],
+        *[[ids("none"), *[ids(f"<{f}_{k}>") for k in range(LOCATION_BINS)]] for f in LOCATION_FAMILIES],
     ]
 
 
-def alignment_loss(image_tokens: torch.Tensor, embeddings: torch.Tensor, classes: list[list[int]], samples, grid: int):
+def _soft_bins(target: torch.Tensor, n: int, sigma: float) -> torch.Tensor:
+    """Class probabilities: class 0 (none) stays one-hot, a bin spreads as a Gaussian over its neighbours."""
+    grid = torch.arange(n, device=target.device, dtype=torch.float32)
+    soft = (-((grid[None] - target[:, None].float()) ** 2) / (2 * sigma**2)).softmax(-1)
+    soft[:, 0] = 0.0
+    soft = soft / soft.sum(-1, keepdim=True)
+    hard = F.one_hot(target, n).float()
+    return torch.where((target > 0)[:, None], soft, hard)
+
+
+def alignment_loss(
+    image_tokens: torch.Tensor, embeddings: torch.Tensor, classes: list[list[int]], samples, grid: int,
+    sigma: float = 1.0,
+):  # fmt: skip
     """Image tokens (connector output) classified against the language model's own word embeddings, so the
-    token at an object's centre looks like `<colour> + <shape> + <size>` to the language model."""
+    token at an object's centre looks like `<colour> + <shape> + <size> + <x_i> + <y_j> + <w_k> + <h_l>` to
+    the language model, and a location answer is a copy of what the image token already says. Location
+    bins get Gaussian targets (`sigma` bins), so a near miss costs less than a far one."""
     t = token_targets(samples, grid).to(image_tokens.device)
     loss = image_tokens.new_zeros(())
     for a, ids in enumerate(classes):
-        logits = image_tokens.float() @ embeddings[ids].float().T
-        loss = loss + F.cross_entropy(logits.reshape(-1, len(ids)), t[..., a].reshape(-1))
+        logits = (image_tokens.float() @ embeddings[ids].float().T).reshape(-1, len(ids))
+        target = t[..., a].reshape(-1)
+        if a >= 3 and sigma > 0:
+            loss = loss + F.cross_entropy(logits, _soft_bins(target, len(ids), sigma))
+        else:
+            loss = loss + F.cross_entropy(logits, target)
     return loss
 
 
@@ -112,8 +139,9 @@ class AttentionTargets:
     - `ground` (layer 0): every referring noun of a prompt (`circle`, `circles`, `object`, `shapes`, with
       the colour and size words before it) looks at the image tokens at the centres of the objects it names;
     - `route` (layer 1): the position that starts a query's answer looks at the referring nouns;
-    - `locate` (layer 1): the positions that start each box or point of a detect/point answer look at the
-      centre of that object.
+    - `locate` (layer 1): the positions that predict each location token of a detect/point answer look at the
+      image token at the centre of that object (whose features carry its location tokens), and so do the
+      positions that predict each object's size, colour and shape words in a normal or long caption.
     """
 
     def __init__(self, tokenizer, image_token_id: int, grid: int) -> None:
@@ -163,13 +191,24 @@ class AttentionTargets:
                 span = (turns[r] == k).nonzero().flatten().tolist()
                 if not span:
                     continue
-                if task.skill == "query" and nouns:
+                if task.skill == "caption" and task.kind in ("normal", "long"):
+                    # Objects are described in order, each as `<size> <colour> <shape>`: the positions that
+                    # predict those three words look at that object's image token (and copy what it says).
+                    mentions = [
+                        p for p in span if seq[p] in self.colour and p + 1 < len(seq) and seq[p + 1] in self.noun
+                    ]
+                    for p, obj in zip(mentions, sample.objects, strict=False):
+                        for q in (p - 2, p - 1, p):
+                            out["locate"].append((r, q, [cells[sample.objects.index(obj)]], [obj]))
+                elif task.skill == "query" and nouns:
                     named = [o for _, objs in nouns for o in objs]
                     out["route"].append((r, span[0] - 1, [j for j, _ in nouns], named if len(nouns) == 1 else []))
                 elif task.skill in ("detect", "point") and task.refs:
                     box_starts = [span[0] - 1] + [p for p in span if seq[p] == self.sep]
+                    arity = 4 if task.skill == "detect" else 2
                     for p, i in zip(box_starts, task.refs, strict=False):
-                        out["locate"].append((r, p, [cells[i]], [sample.objects[i]]))
+                        for d in range(arity):
+                            out["locate"].append((r, p + d, [cells[i]], [sample.objects[i]]))
         return out
 
 
@@ -179,7 +218,7 @@ def head_losses(
     """For one head of one language-model layer: (-log of the attention mass it puts on the target positions,
     loss of what it brings back). What it brings back (its output through o_proj) must name the colour, shape
     and size of the objects named (scored against the word embeddings, as the tied output layer does), and,
-    for a single object, its box (through `box_head`, training only)."""
+    for a single object, its location tokens and its box (through `box_head`, training only)."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
     zero = embeddings.new_zeros((), dtype=torch.float32)
@@ -205,7 +244,7 @@ def head_losses(
         :, head * hd : (head + 1) * hd
     ].T
     value = zero
-    for a, (attr, ids) in enumerate(zip(("colour", "shape", "size"), classes, strict=True)):
+    for a, (attr, ids) in enumerate(zip(("colour", "shape", "size"), classes[:3], strict=True)):
         labels = []
         for *_, objs in targets:
             vals = {getattr(o, attr) for o in objs}
@@ -214,6 +253,16 @@ def head_losses(
         if (lab >= 0).any():
             value = value + F.cross_entropy(out @ embeddings[ids].float().T, lab, ignore_index=-100)
     single = [i for i, t in enumerate(targets) if len(t[3]) == 1]
+    if single and len(classes) > 3:
+        # A single object: what the head brings back must also read as its location tokens.
+        x0, y0, x1, y1 = (torch.tensor([targets[i][3][0].box[c] for i in single]) for c in range(4))
+        bins = [
+            [centre_bin(v) for v in ((x0 + x1) / 2).tolist()], [centre_bin(v) for v in ((y0 + y1) / 2).tolist()],
+            [extent_bin(v) for v in (x1 - x0).tolist()], [extent_bin(v) for v in (y1 - y0).tolist()],
+        ]  # fmt: skip
+        for ids, b in zip(classes[3:], bins, strict=True):
+            lab = torch.tensor(b, device=h.device) + 1
+            value = value + F.cross_entropy(out[single] @ embeddings[ids].float().T, lab) / 4
     if single and box_head is not None:
         boxes = torch.tensor([targets[i][3][0].box for i in single], device=h.device, dtype=torch.float32)
         value = value + 10 * F.smooth_l1_loss(box_head(out[single]), boxes, beta=0.02)

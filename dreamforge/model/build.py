@@ -26,8 +26,8 @@ import torch
 
 from dreamforge.model.arch import DEFAULT_SPEC, ModelSpec, build_config, build_model, build_processor
 from dreamforge.model.aux import AttentionTargets, AuxHead, alignment_loss, aux_loss, head_losses, word_ids
-from dreamforge.model.data import IGNORE, coordinate_ids, per_turn_loss, training_batch
-from dreamforge.model.init import init_coordinate_embeddings, init_vision_tower
+from dreamforge.model.data import IGNORE, location_ids, per_turn_loss, training_batch
+from dreamforge.model.init import init_location_embeddings, init_vision_tower
 from dreamforge.model.tokenizer import build_tokenizer
 from dreamforge.world import DEFAULT_MIX, Sample, get_sample
 
@@ -53,8 +53,7 @@ class TrainConfig:
     aux_weight: float = 0.5
     align_weight: float = 1.0
     turn_mean: bool = True
-    coord_sigma: float = 0.0  # > 0: Gaussian targets over neighbouring coordinates (in hundredths); see per_turn_loss
-    coord_init: bool = False  # start the coordinate embeddings ordered by value (init.init_coordinate_embeddings)
+    location_sigma: float = 1.0  # > 0: Gaussian targets over neighbouring location bins; see per_turn_loss
     attn_weight: float = 1.0
     value_weight: float = 0.5
     vision_lr_scale: float = 0.1  # the vision tower's learning rate in stage 2, relative to lr
@@ -125,7 +124,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     tok = processor.tokenizer
     attention_targets = AttentionTargets(tok, model.config.image_token_id, token_grid)
     classes = word_ids(tok)
-    coords = coordinate_ids(tok).to(device)
+    locations = location_ids(tok).to(device)
     box_head = torch.nn.Linear(spec.text_hidden, 4).to(device)
     history: dict = {"vision_loss": [], "loss": [], "aux_loss": [], "stopped_early": False}
     t0 = time.time()
@@ -189,7 +188,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast):
             logits = model(**batch).logits
         if cfg.turn_mean:
-            loss = per_turn_loss(logits, labels, turns, coords, cfg.coord_sigma)
+            loss = per_turn_loss(logits, labels, turns, locations, cfg.location_sigma)
         else:
             loss = token_mean_loss(logits, labels)
         history["loss"].append(loss.item())
@@ -305,13 +304,12 @@ def build_default_model(
     t0 = time.time()
     vision_steps, steps = steps_for_budget(budget_minutes)
     cfg = TrainConfig(seed=seed, spec=spec, vision_steps=vision_steps, steps=steps, threads=threads, device=device)
-    cfg = replace(cfg, deadline_s=budget_minutes * 60 * 1.1, **overrides)
+    cfg = replace(cfg, **{"deadline_s": budget_minutes * 60 * 1.1, **overrides})
     tokenizer = build_tokenizer()
     processor = build_processor(spec, tokenizer)
     model = build_model(build_config(spec, tokenizer), seed)
     init_vision_tower(model, processor)
-    if cfg.coord_init:
-        init_coordinate_embeddings(model, tokenizer)
+    init_location_embeddings(model, tokenizer)
     log(f"building default model: {sum(p.numel() for p in model.parameters()):,} parameters, {cfg}")
     history = train(model, processor, cfg, log)
     model.to("cpu")

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from dreamforge.world import Task
+from dreamforge.world.tasks import LOCATION_BINS, LOCATION_FAMILIES
 
 IGNORE = -100
 
@@ -73,29 +74,35 @@ def training_batch(processor, images: Sequence[Image.Image], conversations: Sequ
 
 
 def per_turn_loss(
-    logits: torch.Tensor, labels: torch.Tensor, turns: torch.Tensor, coords: torch.Tensor | None = None,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    turns: torch.Tensor,
+    locations: torch.Tensor | None = None,
     sigma: float = 0.0,
 ) -> torch.Tensor:
     """Cross-entropy averaged within each answer, then over answers: a one-word answer weighs as much as a
     long caption (plain token averaging lets the long answers drown the short ones).
 
-    With `coords` (the token ids of `0.00` ... `1.00`, in order) and `sigma` > 0, a coordinate's target is a
-    Gaussian over its neighbours (`sigma` in hundredths) instead of one token: being off by 0.01 then costs
-    less than being off by 0.5, which a one-hot target cannot tell apart (ordinal targets, as in DFL)."""
+    With `locations` (`location_ids`: one row of token ids per location family, in bin order) and `sigma` > 0,
+    a location token's target is a Gaussian over its neighbours in its family (`sigma` in bins) instead of one
+    token: being off by one bin then costs less than being off by twenty, which a one-hot target cannot tell
+    apart (ordinal targets, as in DFL)."""
     logits, labels, turns = logits[:, :-1].float(), labels[:, 1:], turns[:, 1:]
     logp = logits.log_softmax(-1)
     safe = labels.clamp_min(0)
     ce = -logp.gather(-1, safe[..., None])[..., 0]
-    if coords is not None and sigma > 0:
+    if locations is not None and sigma > 0:
+        n_fam, n_bins = locations.shape
         lookup = torch.full((logits.shape[-1],), -1, dtype=torch.long, device=labels.device)
-        lookup[coords] = torch.arange(len(coords), device=labels.device)
+        lookup[locations.reshape(-1)] = torch.arange(n_fam * n_bins, device=labels.device)
         k = lookup[safe]
-        is_coord = (k >= 0) & (labels != IGNORE)
-        if is_coord.any():
-            grid = torch.arange(len(coords), device=labels.device, dtype=torch.float32)
-            q = (-((grid[None] - k[is_coord][:, None].float()) ** 2) / (2 * sigma**2)).softmax(-1)
+        is_loc = (k >= 0) & (labels != IGNORE)
+        if is_loc.any():
+            fam, b = k[is_loc] // n_bins, k[is_loc] % n_bins
+            grid = torch.arange(n_bins, device=labels.device, dtype=torch.float32)
+            q = (-((grid[None] - b[:, None].float()) ** 2) / (2 * sigma**2)).softmax(-1)
             ce = ce.clone()
-            ce[is_coord] = -(q * logp[is_coord][:, coords]).sum(-1)
+            ce[is_loc] = -(q * logp[is_loc][torch.arange(len(fam))[:, None], locations[fam]]).sum(-1)
     ce = ce * (labels != IGNORE)
     n_turns = int(turns.max().item()) + 1
     key = (torch.arange(turns.shape[0], device=turns.device)[:, None] * n_turns + turns).reshape(-1)
@@ -105,6 +112,8 @@ def per_turn_loss(
     return (sums[valid] / counts[valid]).mean()
 
 
-def coordinate_ids(tokenizer) -> torch.Tensor:
-    """Token ids of the coordinates `0.00` ... `1.00`, in value order."""
-    return torch.tensor([tokenizer.convert_tokens_to_ids(f"{i / 100:.2f}") for i in range(101)])
+def location_ids(tokenizer) -> torch.Tensor:
+    """Token ids of the location tokens, one row per family (x, y, w, h), in bin order."""
+    return torch.tensor(
+        [[tokenizer.convert_tokens_to_ids(f"<{f}_{k}>") for k in range(LOCATION_BINS)] for f in LOCATION_FAMILIES]
+    )

@@ -66,19 +66,25 @@ def init_vision_tower(model, processor, pos_scale: float = 0.5, n_images: int = 
 
 
 @torch.no_grad()
-def init_coordinate_embeddings(model, tokenizer, max_cycles: float = 20.0) -> None:
-    """Start the embeddings of `0.00` ... `1.00` as sin/cos of the value at geometric frequencies (up to
-    `max_cycles` per unit), at the norm of the other embeddings. Nearby values then start with similar
-    embeddings and, the output layer being tied, similar logits, so reading a position out of the image into a
-    coordinate token is a smooth map from the first step rather than 101 unrelated classes."""
-    from dreamforge.model.data import coordinate_ids
+def init_location_embeddings(model, tokenizer, max_cycles: float = 12.0) -> None:
+    """Start the location tokens' embeddings (`<x_k>`, `<y_k>`, `<w_k>`, `<h_k>`) as sin/cos of the bin at
+    geometric frequencies (up to `max_cycles` per range), each family in its own quarter of the dimensions,
+    at the norm of the other embeddings. Neighbouring bins then start with similar embeddings (and, the output
+    layer being tied, similar logits), and an image token can carry all four families of an object at once
+    without them blurring into each other."""
+    from dreamforge.model.data import location_ids
 
     emb = model.get_input_embeddings().weight
-    ids = coordinate_ids(tokenizer).to(emb.device)
+    ids = location_ids(tokenizer).to(emb.device)
+    n_fam, n_bins = ids.shape
     dim = emb.shape[1]
-    freqs = torch.logspace(math.log10(0.25), math.log10(max_cycles), dim // 2)
-    values = torch.arange(len(ids), dtype=torch.float32) / (len(ids) - 1)
+    part = dim // n_fam
+    freqs = torch.logspace(math.log10(0.25), math.log10(max_cycles), part // 2)
+    values = torch.arange(n_bins, dtype=torch.float32) / (n_bins - 1)
     angles = 2 * math.pi * values[:, None] * freqs[None]
-    code = torch.nn.functional.pad(torch.cat([angles.sin(), angles.cos()], 1), (0, dim - 2 * (dim // 2)))
-    code = code / code.norm(dim=1, keepdim=True) * emb.norm(dim=1).mean()
-    emb[ids] = code.to(emb.dtype)
+    code = torch.cat([angles.sin(), angles.cos()], 1)
+    norm = emb.norm(dim=1).mean()
+    for f in range(n_fam):
+        block = torch.zeros(n_bins, dim)
+        block[:, f * part : f * part + code.shape[1]] = code
+        emb[ids[f]] = (block / block.norm(dim=1, keepdim=True) * norm).to(emb.dtype)

@@ -21,11 +21,13 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor, TextIteratorStreamer
+from transformers import AutoModelForImageTextToText, AutoProcessor, LogitsProcessor, TextIteratorStreamer
 
 from dreamforge.model.data import chat_prompt
 from dreamforge.world import (
     CAPTION_LENGTHS,
+    LOCATION_TOKENS,
+    NONE,
     Box,
     Point,
     caption_prompt,
@@ -50,6 +52,32 @@ def load(path: str | Path, device: str | None = None, dtype: torch.dtype | None 
     return model.to(device).eval(), processor  # type: ignore[arg-type]  # transformers types `.to` as a wrapped method
 
 
+class PresenceFirst(LogitsProcessor):
+    """Greedy decoding, with the first answer token's one yes/no decision taken on its total probability.
+
+    A detect / point answer starts either with `none` or with one of 48 `<x_i>` location tokens. Plain
+    greedy decoding compares `none` with the single most likely location, so a model that is sure the object
+    is there but unsure of the exact bin (probability spread over neighbouring bins) answers `none`. Here,
+    at the first generated position only, `none` is ruled out when the location tokens together are more
+    likely than it, and then the best location is taken; otherwise nothing changes. Other answers (where
+    location tokens have no mass) are unaffected."""
+
+    def __init__(self, none_id: int, location_ids: list[int]) -> None:
+        self.none_id, self.location_ids = none_id, torch.tensor(location_ids)
+        self.prompt_len: int | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.prompt_len is None:
+            self.prompt_len = input_ids.shape[1]
+        if input_ids.shape[1] != self.prompt_len:
+            return scores
+        logp = scores.float().log_softmax(-1)
+        located = logp[:, self.location_ids.to(scores.device)].logsumexp(-1)
+        scores = scores.clone()
+        scores[located > logp[:, self.none_id], self.none_id] = float("-inf")
+        return scores
+
+
 def _rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
@@ -62,6 +90,10 @@ class Skills:
         tok = processor.tokenizer
         self.eos_ids = [i for i in {model.generation_config.eos_token_id, tok.eos_token_id} if isinstance(i, int)]
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else self.eos_ids[0]
+        vocab = tok.get_vocab()
+        # Models with location tokens (the default model) decide presence first; others decode plainly.
+        self.location_ids = [vocab[t] for t in LOCATION_TOKENS if t in vocab]
+        self.none_id = vocab.get(NONE)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | None = None) -> Skills:
@@ -83,12 +115,15 @@ class Skills:
         return batch.to(self.device)
 
     def _gen_kwargs(self, max_new_tokens: int) -> dict:
-        return {
+        kwargs = {
             "max_new_tokens": max_new_tokens,
             "do_sample": False,
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
         }
+        if self.location_ids and self.none_id is not None:
+            kwargs["logits_processor"] = [PresenceFirst(self.none_id, self.location_ids)]
+        return kwargs
 
     @torch.inference_mode()
     def generate(self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int = 64) -> list[str]:

@@ -43,7 +43,7 @@ CHAT_TEMPLATE = (
     "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
     "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
-SPLIT_PATTERN = r"\d+\.\d+|\d+|[a-z]+|[^\sa-z\d]"
+SPLIT_PATTERN = r"<[xywh]_\d+>|\d+\.\d+|\d+|[a-z]+|[^\sa-z\d]"
 # Words a user is likely to type around the world's vocabulary (kept so they are not <unk>).
 EXTRA_WORDS = (
     "user assistant system what which where how many is are there the a an of in on at to and or this that image "
@@ -63,7 +63,7 @@ def world_vocabulary(n_samples: int = 400) -> list[str]:
     """Every token the world's texts use (plus numbers and common words), in a fixed order."""
     words: set[str] = set(EXTRA_WORDS.split()) | set(COLOURS) | set(SHAPES) | set(PLURALS.values()) | set(SIZES)
     words |= set(TINTS) | set(TEXTURES) | set(world_tasks.NUMBER_WORDS) | {".", ",", "?", "!", ":", "'", "-"}
-    words |= {f"{i / 100:.2f}" for i in range(101)} | {str(i) for i in range(21)}
+    words |= {f"{i / 100:.2f}" for i in range(101)} | {str(i) for i in range(21)} | set(world_tasks.LOCATION_TOKENS)
     texts = [caption_prompt(n) for n in CAPTION_LENGTHS]
     for i in range(n_samples):
         s = get_sample("train", i, image_size=16)

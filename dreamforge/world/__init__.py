@@ -14,6 +14,7 @@ from dreamforge.world.dataset import DEFAULT_MIX, SKILLS, SPLITS, Sample, get_sa
 from dreamforge.world.scene import COLOURS, PLURALS, SHAPES, SIZES, Box, Point, Scene, WorldObject, render_scene
 from dreamforge.world.tasks import (
     CAPTION_LENGTHS,
+    LOCATION_TOKENS,
     NONE,
     QA,
     QUESTION_TYPES,
@@ -22,15 +23,18 @@ from dreamforge.world.tasks import (
     detect_prompt,
     format_boxes,
     format_points,
+    model_form,
     parse_boxes,
     parse_points,
     point_prompt,
+    readable,
 )
 
 __all__ = [
     "CAPTION_LENGTHS",
     "COLOURS",
     "DEFAULT_MIX",
+    "LOCATION_TOKENS",
     "NONE",
     "PLURALS",
     "QA",
@@ -51,9 +55,11 @@ __all__ = [
     "format_points",
     "get_sample",
     "iter_samples",
+    "model_form",
     "parse_boxes",
     "parse_points",
     "point_prompt",
+    "readable",
     "render_scene",
     "split_seed",
 ]

@@ -2,8 +2,12 @@
 
 Formats (the model generates exactly these; `parse_boxes` / `parse_points` read them back):
 
-- a coordinate is a normalised number with two decimals, `0.37`;
-- a box is `x_min y_min x_max y_max`, a point is `x y`;
+- the model answers in **location tokens**: a point is `<x_i> <y_j>` (the centre's bin on a 48 x 48 grid,
+  2 px at 96 px), a box is `<x_i> <y_j> <w_k> <h_l>` (centre bins, then width and height in 1/96ths). One
+  token per value, each naming a place rather than a digit, so the model can copy a location it sees in the
+  image into its answer (a PaliGemma-style location vocabulary, centre first);
+- people read the decimal form (`readable`): a normalised number with two decimals, `0.37`; a box is
+  `x_min y_min x_max y_max`, a point is `x y`; both forms parse;
 - several boxes or points are joined with `, ` in left-to-right order; nothing found is `none`.
 
 Prompts (the user turn after the image) are built by `caption_prompt`, `detect_prompt` and `point_prompt`;
@@ -63,33 +67,105 @@ def point_prompt(name: str) -> str:
     return f"point at {name}."
 
 
+LOCATION_BINS = 48  # centre bins per axis
+EXTENT_UNITS = 96  # width / height unit: 1/96 of the side
+LOCATION_FAMILIES = ("x", "y", "w", "h")
+LOCATION_TOKENS: tuple[str, ...] = tuple(f"<{f}_{k}>" for f in LOCATION_FAMILIES for k in range(LOCATION_BINS))
+_LOC = re.compile(r"^<([xywh])_(\d+)>$")
+
+
 def fmt(v: float) -> str:
     return f"{min(max(v, 0.0), 1.0):.2f}"
 
 
+def centre_bin(v: float) -> int:
+    return min(max(int(v * LOCATION_BINS), 0), LOCATION_BINS - 1)
+
+
+def extent_bin(v: float) -> int:
+    return min(max(round(v * EXTENT_UNITS), 1), LOCATION_BINS - 1)
+
+
+def _loc_point(x: float, y: float) -> str:
+    return f"<x_{centre_bin(x)}> <y_{centre_bin(y)}>"
+
+
 def format_boxes(boxes: list[Box]) -> str:
-    return ", ".join(" ".join(fmt(v) for v in b) for b in boxes) if boxes else NONE
+    """The model's form: `<x_i> <y_j> <w_k> <h_l>` per box (centre, width, height)."""
+    if not boxes:
+        return NONE
+    return ", ".join(
+        f"{_loc_point((a + c) / 2, (b + d) / 2)} <w_{extent_bin(c - a)}> <h_{extent_bin(d - b)}>"
+        for a, b, c, d in boxes
+    )
 
 
 def format_points(points: list[Point]) -> str:
+    return ", ".join(_loc_point(x, y) for x, y in points) if points else NONE
+
+
+def readable_boxes(boxes: list[Box]) -> str:
+    return ", ".join(" ".join(fmt(v) for v in b) for b in boxes) if boxes else NONE
+
+
+def readable_points(points: list[Point]) -> str:
     return ", ".join(f"{fmt(x)} {fmt(y)}" for x, y in points) if points else NONE
+
+
+def readable(skill: str, text: str) -> str:
+    """A detect / point answer in the decimal form people read (what the API shows as the output text);
+    other skills' text unchanged."""
+    if skill == "detect":
+        return readable_boxes(parse_boxes(text))
+    if skill == "point":
+        return readable_points(parse_points(text))
+    return text
+
+
+def model_form(skill: str, text: str) -> str:
+    """The inverse of `readable`: a detect / point answer in either form, as the model's location tokens
+    (what training targets must be); other skills' text unchanged."""
+    if skill == "detect":
+        return format_boxes(parse_boxes(text))
+    if skill == "point":
+        return format_points(parse_points(text))
+    return text
 
 
 _NUM = re.compile(r"^(?:0(?:\.\d+)?|1(?:\.0+)?|\.\d+)$")
 
 
+def _location_value(part: str, family: str) -> float | None:
+    m = _LOC.match(part)
+    if not m or m.group(1) != family or int(m.group(2)) >= LOCATION_BINS:
+        return None
+    k = int(m.group(2))
+    return (k + 0.5) / LOCATION_BINS if family in "xy" else k / EXTENT_UNITS
+
+
 def _groups(text: str, arity: int) -> list[tuple[float, ...]]:
+    """Comma-separated groups of `arity` values, decimal (`0.1 0.2 ...`) or location tokens (`<x_3> <y_9>
+    [<w_14> <h_14>]`, returned as centre and extent for the caller to turn into a box)."""
     out: list[tuple[float, ...]] = []
     for chunk in (text or "").strip().rstrip(".").split(","):
         parts = chunk.split()
-        if len(parts) != arity or not all(_NUM.match(p) for p in parts):
+        if len(parts) != arity:
             continue
-        out.append(tuple(float(p) for p in parts))
+        if all(_NUM.match(p) for p in parts):
+            out.append(tuple(float(p) for p in parts))
+            continue
+        values = [_location_value(p, f) for p, f in zip(parts, LOCATION_FAMILIES, strict=False)]
+        if all(v is not None for v in values):
+            loc = tuple(v for v in values if v is not None)
+            if arity == 4:
+                cx, cy, w, h = loc
+                loc = (max(cx - w / 2, 0.0), max(cy - h / 2, 0.0), min(cx + w / 2, 1.0), min(cy + h / 2, 1.0))
+            out.append(loc)
     return out
 
 
 def parse_boxes(text: str) -> list[Box]:
-    """Boxes in `text`; malformed groups and degenerate boxes are dropped, never raised on."""
+    """Boxes in `text` (either form); malformed groups and degenerate boxes are dropped, never raised on."""
     return [(a, b, c, d) for a, b, c, d in _groups(text, 4) if c > a and d > b]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-from dreamforge.world import COLOURS, Sample, Task, get_sample
+from dreamforge.world import COLOURS, Sample, Task, get_sample, model_form
 
 SKILLS = ("caption", "query", "detect", "point")
 IMAGE_SIZE = 96
@@ -92,9 +92,10 @@ def rows_from_reward(payload: dict[str, Any], images_root: str = "") -> dict[str
                            "reference": None, "reward": payload.get("reward", 0.0)}
     chosen, rejected = _answer_text(payload.get("outputJson", "")), _answer_text(payload.get("rejectedOutputJson", ""))
     if rejected:
-        row.update(chosen=chosen, rejected=rejected)
+        # Detect / point texts are shown in decimals; the model is trained on its own location tokens.
+        row.update(chosen=model_form(skill, chosen), rejected=model_form(skill, rejected))
     if payload.get("correction"):
-        row["target"] = payload["correction"]
+        row["target"] = model_form(skill, payload["correction"])
         if skill == "query":
             row["reference"] = {"answer": payload["correction"]}
     return row

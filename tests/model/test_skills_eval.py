@@ -40,7 +40,7 @@ def _oracle(n: int):
 def test_oracle_scores_full_marks_and_garbage_scores_zero() -> None:
     perfect = evaluate(Scripted(_oracle(12)), split="test", n=12)
     assert perfect["query_em"] == 1.0 and perfect["caption_content"] == 1.0 and perfect["caption_counts"] == 1.0
-    assert perfect["detect_miou"] > 0.93 and perfect["detect_f1"] == 1.0  # two-decimal rounding only
+    assert perfect["detect_miou"] > 0.88 and perfect["detect_f1"] == 1.0  # location-token quantisation only
     assert perfect["point_hit_rate"] == 1.0 and perfect["point_precision"] == 1.0
     assert all(t["reached"] for t in perfect["targets"].values())
     junk = evaluate(Scripted(lambda im, p: "<unk> 0.5 , , 1.7 banana"), split="test", n=12)
@@ -82,3 +82,21 @@ def test_metric_helpers() -> None:
     assert caption_mentions("there are two shapes on a noisy mint background. a large green star at the top.") == {
         ("green", "star"): 1
     }
+
+
+def test_presence_first_decides_none_on_the_total_location_probability() -> None:
+    import torch
+
+    from dreamforge.model.skills import PresenceFirst
+
+    none, locations = 0, [1, 2, 3, 4]
+    prompt = torch.zeros(2, 5, dtype=torch.long)
+    # Row 0: `none` 0.3, four neighbouring bins 0.175 each (together 0.7): a location wins, the best bin is taken.
+    # Row 1: `none` 0.6, the bins 0.1 each: `none` stays.
+    probs = torch.tensor([[0.3, 0.175, 0.175, 0.175, 0.175, 0.0], [0.6, 0.1, 0.1, 0.1, 0.1, 0.0]]) + 1e-9
+    first = PresenceFirst(none, locations)
+    out = first(prompt, probs.log())
+    assert out[0].argmax() in locations and out[1].argmax() == none
+    # Only the first generated position is touched.
+    later = first(torch.zeros(2, 6, dtype=torch.long), probs.log())
+    assert torch.equal(later, probs.log())

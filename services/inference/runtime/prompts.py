@@ -8,7 +8,7 @@ the same way (normalised coordinates; anything malformed is dropped, never raise
 from __future__ import annotations
 
 from dreamforge.model.skills import MAX_NEW_TOKENS
-from dreamforge.world import caption_prompt, detect_prompt, parse_boxes, parse_points, point_prompt
+from dreamforge.world import caption_prompt, detect_prompt, parse_boxes, parse_points, point_prompt, readable
 from services.inference.runtime.base import SkillCall, SkillOutput
 
 #: Token limit of a chat reply when the request names none, and the most a request may ask for.
@@ -38,8 +38,9 @@ def max_new_tokens(call: SkillCall) -> int:
 
 
 def to_output(call: SkillCall, text: str, input_tokens: int, output_tokens: int) -> SkillOutput:
-    """The skill's answer from the generated text (boxes / points parsed for detect / point)."""
+    """The skill's answer from the generated text (boxes / points parsed for detect / point, whose text is
+    shown in the decimal form people read rather than the model's location tokens)."""
     boxes = parse_boxes(text) if call.skill == "detect" else []
     points = parse_points(text) if call.skill == "point" else []
-    return SkillOutput(text=text, boxes=list(boxes), points=list(points),
+    return SkillOutput(text=readable(call.skill, text), boxes=list(boxes), points=list(points),
                        input_tokens=input_tokens, output_tokens=output_tokens)

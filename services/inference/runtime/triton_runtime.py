@@ -34,7 +34,7 @@ import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
 from dreamforge.images import encode_png
-from dreamforge.world import parse_boxes, parse_points
+from dreamforge.world import parse_boxes, parse_points, readable
 from services.inference.runtime.base import (
     AdapterLoadError,
     AdapterRef,
@@ -207,7 +207,7 @@ def _scalar(result: grpcclient.InferResult, name: str) -> Any:
 
 def _output(call: SkillCall, reply: _Reply) -> SkillOutput:
     """As `prompts.to_output` (not imported: it would pull torch into this process)."""
-    return SkillOutput(text=reply.text,
+    return SkillOutput(text=readable(call.skill, reply.text),
                        boxes=list(parse_boxes(reply.text)) if call.skill == "detect" else [],
                        points=list(parse_points(reply.text)) if call.skill == "point" else [],
                        input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
