@@ -211,9 +211,46 @@ async def test_answers_are_right_with_the_trained_model(stack: Stack, app_key: A
     if not stack.model.trained:
         pytest.skip(NEEDS_TRAINED)
     right = await asyncio.to_thread(correctness_session, stack.base_url, app_key.key, iter(range(6)))
-    # Floors above chance (colour: 1 of 6 names; count: 1 to 6), below the committed model's held-out
-    # exact match (colour 62%, count 50%, models/default/README.md). Detection is not learned yet by
-    # the committed model (its held-out IoU is ~0), so only well-formed boxes are required of it.
-    assert sum(right["colour"]) / len(right["colour"]) >= 0.35, right["colour"]
-    assert sum(right["count"]) / len(right["count"]) >= 0.3, right["count"]
-    assert right["detect"], "no detect calls were made"
+    # Floors well above chance (colour: 1 of 6 names; count: 1 to 6; a box at IoU >= 0.5 by luck: ~0),
+    # below the committed model's held-out scores (colour 93 %, count 72 %, detect F1 68 %,
+    # models/default/README.md).
+    assert sum(right["colour"]) / len(right["colour"]) >= 0.6, right["colour"]
+    assert sum(right["count"]) / len(right["count"]) >= 0.4, right["count"]
+    assert sum(right["detect"]) / len(right["detect"]) >= 0.4, right["detect"]
+
+
+def moondream_correctness(base_url: str, key: str) -> dict[str, list[bool]]:
+    """The official moondream client on generated test images: is each answer right?"""
+    import moondream as md
+
+    model = md.vl(endpoint=f"{base_url}/v1", api_key=key)
+    right: dict[str, list[bool]] = {"caption": [], "query": [], "detect": [], "point": []}
+    for index in range(1, 7):
+        sample = get_sample("test", index)
+        caption = model.caption(sample.image)["caption"].lower()
+        right["caption"].append(all(f"{o.colour} {o.shape}" in caption for o in sample.objects))
+        qa = next(q for q in sample.questions() if q.qtype == "colour")
+        right["query"].append(normalise(model.query(sample.image, qa.question)["answer"]) == qa.answer)
+        for obj in sample.objects:
+            if [o.name for o in sample.objects].count(obj.name) != 1:
+                continue
+            found = model.detect(sample.image, obj.name)["objects"]
+            right["detect"].append(any(iou(b, obj.box) >= 0.5 for b in found))
+            x0, y0, x1, y1 = obj.box
+            points = model.point(sample.image, obj.name)["points"]
+            right["point"].append(any(x0 <= p["x"] <= x1 and y0 <= p["y"] <= y1 for p in points))
+    return right
+
+
+async def test_the_moondream_client_gets_right_answers(stack: Stack, app_key: Account) -> None:
+    pytest.importorskip("moondream", reason=MOONDREAM_MISSING)
+    if not stack.model.trained:
+        pytest.skip(NEEDS_TRAINED)
+    right = await asyncio.to_thread(moondream_correctness, stack.base_url, app_key.key)
+    # Chance is ~0 for a caption naming every object, a box at IoU >= 0.5 or a point inside a box, 1/6 for a
+    # colour; the floors sit below the held-out scores in models/default/README.md (caption content 64 %,
+    # colour 93 %, detect F1 68 %, point hit-rate 68 %).
+    assert sum(right["caption"]) >= 3, right["caption"]
+    assert sum(right["query"]) >= 4, right["query"]
+    for skill in ("detect", "point"):
+        assert len(right[skill]) >= 10 and sum(right[skill]) / len(right[skill]) >= 0.5, (skill, right[skill])
