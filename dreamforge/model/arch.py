@@ -88,8 +88,8 @@ def build_config(spec: ModelSpec, tokenizer: PreTrainedTokenizerFast) -> Idefics
         vision_config=vision.to_dict(),
         text_config=text.to_dict(),
         scale_factor=spec.scale_factor,
-        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE),
-        pad_token_id=pad,
+        image_token_id=tokenizer.convert_tokens_to_ids(IMAGE),  # type: ignore[arg-type]  # one token in, one id out
+        pad_token_id=pad,  # type: ignore[call-arg]  # accepted through PretrainedConfig's **kwargs
         tie_word_embeddings=spec.tie_embeddings,
     )
     config.bos_token_id, config.eos_token_id = bos, eos
@@ -120,6 +120,7 @@ def build_model(config: Idefics3Config, seed: int) -> Idefics3ForConditionalGene
     torch.manual_seed(seed)
     model = Idefics3ForConditionalGeneration(config)
     gen = model.generation_config
-    gen.eos_token_id, gen.pad_token_id, gen.bos_token_id = config.eos_token_id, config.text_config.pad_token_id, None
+    text_config = config.text_config  # a LlamaConfig here (the stubs allow a dict or None)
+    gen.eos_token_id, gen.pad_token_id, gen.bos_token_id = config.eos_token_id, text_config.pad_token_id, None  # type: ignore[union-attr]
     gen.do_sample, gen.max_new_tokens = False, 64
     return model

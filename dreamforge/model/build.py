@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -106,7 +107,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     grid = spec.image_size // spec.patch_size
     head = (head or AuxHead(spec.vision_hidden)).to(device)
     stream = _Stream(cfg.seed, spec.image_size)
-    captured: dict[str, torch.Tensor] = {}
+    captured: dict[str, Any] = {}  # hook outputs: tensors, and the attention layers' call kwargs
     hooks = [
         model.model.vision_model.post_layernorm.register_forward_hook(lambda m, i, o: captured.__setitem__("v", o)),
         model.model.connector.register_forward_hook(lambda m, i, o: captured.__setitem__("c", o)),
@@ -198,7 +199,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
             loss = loss + cfg.aux_weight * aux
         if targets:
             emb = model.get_input_embeddings().weight
-            att = value = 0.0
+            att = value = emb.new_zeros((), dtype=torch.float32)
             for kind, (li, hd) in supervised.items():
                 a, v = head_losses(
                     layers[li].self_attn, captured[f"attn{li}"], targets[kind], hd, batch["attention_mask"], emb,
@@ -312,7 +313,7 @@ def build_default_model(
     init_location_embeddings(model, tokenizer)
     log(f"building default model: {sum(p.numel() for p in model.parameters()):,} parameters, {cfg}")
     history = train(model, processor, cfg, log)
-    model.to("cpu")
+    model.to("cpu")  # type: ignore[arg-type]  # transformers types `.to` as a wrapped method
     model.save_pretrained(out)
     processor.save_pretrained(out)
     train_seconds = history["seconds"]
@@ -340,7 +341,8 @@ def build_default_model(
         },
     }
     if eval_n:
-        skills = Skills(model.to(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")), processor)
+        device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        skills = Skills(model.to(device), processor)  # type: ignore[arg-type]  # as above
         report["test"] = evaluate(skills, split="test", n=eval_n, progress=log)
     report["total_seconds"] = round(time.time() - t0, 1)
     (out / "eval.json").write_text(json.dumps(report, indent=2))

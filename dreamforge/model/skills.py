@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 from PIL import Image
@@ -73,9 +74,9 @@ class PresenceFirst(LogitsProcessor):
             return scores
         logp = scores.float().log_softmax(-1)
         located = logp[:, self.location_ids.to(scores.device)].logsumexp(-1)
-        scores = scores.clone()
-        scores[located > logp[:, self.none_id], self.none_id] = float("-inf")
-        return scores
+        out = scores.clone()
+        out[located > logp[:, self.none_id], self.none_id] = float("-inf")
+        return cast(torch.FloatTensor, out)
 
 
 def _rgb(image: Image.Image) -> Image.Image:

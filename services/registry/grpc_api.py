@@ -71,7 +71,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                                               page_token=request.page.page_token)
         return registry_pb2.ListVersionsResponse(versions=[version_pb(x) for x in page.items], page=page_info(page))
 
-    @grpc_errors
+    @grpc_errors  # type: ignore[type-var]  # an async generator: grpc_errors wraps its iteration too
     async def GetArtifact(self, request: registry_pb2.GetVersionRequest,
                           context: Context) -> AsyncIterator[registry_pb2.ArtifactChunk]:
         version, chunks = await self.store.open_artifact(caller(request), request.model, request.version,
