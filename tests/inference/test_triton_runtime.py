@@ -25,7 +25,7 @@ from dreamforge.images import encode_png
 from dreamforge.model.skills import Skills
 from dreamforge.triton_server import TritonUnavailable, ensure_triton_binaries
 from dreamforge.v1 import common_pb2, inference_pb2, inference_pb2_grpc
-from dreamforge.world import get_sample
+from dreamforge.world import get_sample, readable
 from services.inference.main import build as build_inference
 from services.inference.runtime.base import SKILLS, AdapterRef, SkillCall, SkillOutput
 from services.inference.runtime.prompts import prompt_for
@@ -82,7 +82,7 @@ async def test_every_skill_answers_like_torch(triton: TritonRuntime, torch_runti
     assert on_triton == await _one_by_one(torch_runtime, calls)  # text, boxes, points and token counts
     skills = Skills.from_pretrained(tiny_model_dir, "cpu")
     for call, out in zip(calls, on_triton, strict=True):
-        assert out.text == skills.generate([call.image], [prompt_for(call)], 10)[0], call.skill
+        assert out.text == readable(call.skill, skills.generate([call.image], [prompt_for(call)], 10)[0]), call.skill
     default = SkillCall("point", IMAGES[1], TEXTS["point"])  # the skill's own token limit
     assert (await triton.run(default)).points == skills.point(default.image, default.text)
 

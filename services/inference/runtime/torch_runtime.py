@@ -108,9 +108,15 @@ class TorchRuntime:
             return await asyncio.to_thread(self._generate_batch, key[0], calls, key[2])
 
     def _generate_batch(self, adapter: AdapterRef | None, calls: list[SkillCall], limit: int) -> list[SkillOutput]:
-        with self._activated(adapter):
-            texts, ins, outs = self._generate([c.image for c in calls], [prompt_for(c) for c in calls], limit)
+        texts, ins, outs = self._generate_raw(adapter, calls, limit)
         return [to_output(c, t, i, o) for c, t, i, o in zip(calls, texts, ins, outs, strict=True)]
+
+    def _generate_raw(self, adapter: AdapterRef | None, calls: list[SkillCall], limit: int,
+                      ) -> tuple[list[str], list[int], list[int]]:
+        """The model's own texts (detect / point in location tokens) with token counts; the Triton backend
+        sends these, so its client parses exactly what the torch runtime parses."""
+        with self._activated(adapter):
+            return self._generate([c.image for c in calls], [prompt_for(c) for c in calls], limit)
 
     @torch.inference_mode()
     def _generate(self, images: Sequence[Image.Image], prompts: Sequence[str], limit: int,

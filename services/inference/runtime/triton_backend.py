@@ -2,7 +2,7 @@
 
 Why a module of its own rather than all of it in `deploy/triton/models/dreamforge_vlm/1/model.py`:
 that file only translates between Triton tensors and `BackendRequest` / `Reply`; the work is done
-here on the torch runtime's synchronous core (`TorchRuntime._generate_batch`, `_activated`,
+here on the torch runtime's synchronous core (`TorchRuntime._generate_raw`, `_activated`,
 `_ensure_adapter`, `_generate`), so the two runtimes share prompts, left padding, greedy decoding,
 token counting, PEFT adapter handling and the LRU memory budget by construction, and so this part
 is tested without a Triton server.
@@ -95,14 +95,14 @@ class BackendEngine:
                 groups.setdefault((call.adapter, call.skill, max_new_tokens(call)), []).append((index, call))
         for (adapter, _, limit), members in groups.items():
             try:
-                outputs = self.runtime._generate_batch(adapter, [call for _, call in members], limit)
+                texts, ins, outs = self.runtime._generate_raw(adapter, [call for _, call in members], limit)
             except Exception as exc:
                 log.warning("batch failed", exc_info=exc)
                 for index, _ in members:
                     send(index, Reply(error=exc))
                 continue
-            for (index, _), out in zip(members, outputs, strict=True):
-                send(index, Reply(out.text, out.input_tokens, out.output_tokens))
+            for (index, _), text, n_in, n_out in zip(members, texts, ins, outs, strict=True):
+                send(index, Reply(text, n_in, n_out))
         for index, call in streams:
             self._stream(index, call, send, cancelled)
 
