@@ -14,8 +14,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dreamforge.model.data import location_ids
 from dreamforge.world import COLOURS, PLURALS, SHAPES, Sample
-from dreamforge.world.tasks import LOCATION_BINS, LOCATION_FAMILIES, centre_bin, extent_bin
+from dreamforge.world.tasks import LOCATION_FAMILIES, location_bins
 
 _COLOURS, _SHAPES = list(COLOURS), list(SHAPES)
 N_COLOUR, N_SHAPE, N_SIZE = len(_COLOURS) + 1, len(_SHAPES) + 1, 3  # class 0 = background
@@ -82,11 +83,10 @@ def token_targets(samples: list[Sample], grid: int) -> torch.Tensor:
     for k, s in enumerate(samples):
         for o in s.objects:
             cx, cy = o.centre
-            x0, y0, x1, y1 = o.box
             j = min(int(cy * grid), grid - 1) * grid + min(int(cx * grid), grid - 1)
             out[k, j] = (
                 _COLOURS.index(o.colour) + 1, _SHAPES.index(o.shape) + 1, 1 + (o.size == "large"),
-                1 + centre_bin(cx), 1 + centre_bin(cy), 1 + extent_bin(x1 - x0), 1 + extent_bin(y1 - y0),
+                *(1 + b for b in location_bins(o.box)),
             )  # fmt: skip
     return torch.from_numpy(out)
 
@@ -99,7 +99,7 @@ def word_ids(tokenizer) -> list[list[int]]:
         [ids("none"), *[ids(c) for c in _COLOURS]],
         [ids("none"), *[ids(s) for s in _SHAPES]],
         [ids("none"), ids("small"), ids("large")],
-        *[[ids("none"), *[ids(f"<{f}_{k}>") for k in range(LOCATION_BINS)]] for f in LOCATION_FAMILIES],
+        *[[ids("none"), *family] for family in location_ids(tokenizer).tolist()],
     ]
 
 
@@ -255,13 +255,9 @@ def head_losses(
     single = [i for i, t in enumerate(targets) if len(t[3]) == 1]
     if single and len(classes) > 3:
         # A single object: what the head brings back must also read as its location tokens.
-        x0, y0, x1, y1 = (torch.tensor([targets[i][3][0].box[c] for i in single]) for c in range(4))
-        bins = [
-            [centre_bin(v) for v in ((x0 + x1) / 2).tolist()], [centre_bin(v) for v in ((y0 + y1) / 2).tolist()],
-            [extent_bin(v) for v in (x1 - x0).tolist()], [extent_bin(v) for v in (y1 - y0).tolist()],
-        ]  # fmt: skip
-        for ids, b in zip(classes[3:], bins, strict=True):
-            lab = torch.tensor(b, device=h.device) + 1
+        bins = torch.tensor([location_bins(targets[i][3][0].box) for i in single], device=h.device)
+        for ids, b in zip(classes[3:], bins.T, strict=True):
+            lab = b + 1
             value = value + F.cross_entropy(out[single] @ embeddings[ids].float().T, lab) / 4
     if single and box_head is not None:
         boxes = torch.tensor([targets[i][3][0].box for i in single], device=h.device, dtype=torch.float32)

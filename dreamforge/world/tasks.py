@@ -86,6 +86,12 @@ def extent_bin(v: float) -> int:
     return min(max(round(v * EXTENT_UNITS), 1), LOCATION_BINS - 1)
 
 
+def location_bins(box: Box) -> tuple[int, int, int, int]:
+    """A box's location tokens as bins, in family order: centre x, centre y, width, height."""
+    a, b, c, d = box
+    return centre_bin((a + c) / 2), centre_bin((b + d) / 2), extent_bin(c - a), extent_bin(d - b)
+
+
 def _loc_point(x: float, y: float) -> str:
     return f"<x_{centre_bin(x)}> <y_{centre_bin(y)}>"
 
@@ -95,8 +101,7 @@ def format_boxes(boxes: list[Box]) -> str:
     if not boxes:
         return NONE
     return ", ".join(
-        f"{_loc_point((a + c) / 2, (b + d) / 2)} <w_{extent_bin(c - a)}> <h_{extent_bin(d - b)}>"
-        for a, b, c, d in boxes
+        " ".join(f"<{f}_{k}>" for f, k in zip(LOCATION_FAMILIES, location_bins(box), strict=True)) for box in boxes
     )
 
 
