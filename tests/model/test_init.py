@@ -18,7 +18,7 @@ def test_location_embeddings_start_ordered_and_families_apart() -> None:
     emb = model.get_input_embeddings().weight
     ids = location_ids(tokenizer)
     assert ids.shape == (4, 48) and len(set(ids.flatten().tolist())) == 4 * 48
-    norm_before = float(emb.norm(dim=1).mean())
+    norm_before = float(emb.detach().norm(dim=1).mean())
     init_location_embeddings(model, tokenizer)
     e = torch.nn.functional.normalize(emb[ids[0]].detach(), dim=1)
     sim = e @ e.T
