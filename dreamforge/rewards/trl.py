@@ -24,7 +24,8 @@ def _text(value: Any) -> str:
     if isinstance(value, list):  # a conversation, or a content list of parts
         if value and isinstance(value[-1], dict) and "role" in value[-1]:
             return _text(value[-1])
-        return "".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in value)
+        # TRL's multimodal messages carry image parts as {"type": "image", "text": None, "image": ...}
+        return "".join(str(p.get("text") or "") if isinstance(p, dict) else str(p) for p in value)
     return "" if value is None else str(value)
 
 

@@ -144,3 +144,18 @@ def test_trl_callable_accepts_strings_and_conversations() -> None:
     got = reward(prompts, completions, skill=["query", "query"],
                  reference=[json.dumps({"answer": "red"}), {"answer": "two"}], latency_ms=[12.0, None])
     assert got == pytest.approx([1.0 - 0.01, -0.01])
+
+
+def test_trl_callable_reads_the_object_from_multimodal_prompts() -> None:
+    """TRL hands GRPO rewards the prompt as multimodal messages whose image part has `text: None`;
+    the object a point/detect prompt names must still be found, or every answer scores as if the
+    object were absent (and training learns to answer `none`)."""
+    spec = parse_reward_function({"terms": [{"metric": "point_hit_rate", "weight": 1.0}]})
+    reward = as_trl_reward(spec)
+    prompt = [{"role": "user", "content": [{"type": "image", "text": None, "image": object()},
+                                           {"type": "text", "text": "point at orange triangle."}]}]
+    ref = {"objects": [{"colour": "orange", "shape": "triangle", "box": [0.13, 0.27, 0.29, 0.42]},
+                       {"colour": "green", "shape": "triangle", "box": [0.16, 0.69, 0.41, 0.94]}]}
+    hit, miss = [{"role": "assistant", "content": "<x_9> <y_17>"}], [{"role": "assistant", "content": "none"}]
+    got = reward([prompt, prompt], [hit, miss], skill=["point", "point"], reference=[json.dumps(ref)] * 2)
+    assert got == [1.0, 0.0]
