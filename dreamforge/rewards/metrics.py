@@ -155,6 +155,20 @@ def _point_hit_rate(item: I.ScoringItem, p: dict[str, Any]) -> float | None:
     return point_hits(pred, truth) / len(truth) if truth else float(not pred)
 
 
+def _point_f1(item: I.ScoringItem, p: dict[str, Any]) -> float | None:
+    """Like the hit rate, but a point that hits nothing counts against it: pointing everywhere
+    cannot win (the reward to train pointing with)."""
+    if item.skill != "point":
+        return None
+    truth = I.true_boxes(item)
+    if truth is None:
+        return None
+    pred = I.output_points(item)
+    if not pred and not truth:
+        return 1.0
+    return 2.0 * point_hits(pred, truth) / (len(pred) + len(truth))
+
+
 def _latency(item: I.ScoringItem, p: dict[str, Any]) -> float | None:
     return None if item.latency_ms is None else max(float(item.latency_ms), 0.0)
 
@@ -226,6 +240,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "predicted)", "[0, 1]", "as is", _false_positive_rate, params=(_IOU,)),
     Metric("point_hit_rate", "point: share of true objects hit by a distinct predicted point (nothing to "
            "find and nothing pointed at is 1)", "[0, 1]", "as is", _point_hit_rate),
+    Metric("point_f1", "point: F1 of distinct predicted points inside true boxes (hits against both the "
+           "points given and the objects there are; nothing to find and nothing pointed at is 1)", "[0, 1]",
+           "as is", _point_f1),
     Metric("latency_ms", "the served latency in milliseconds", "[0, inf)", "min(raw / max_ms, 1)", _latency,
            lambda v, p: v / p["max_ms"],
            params=(Param("max_ms", "number", default=1000.0, minimum=0.0, doc="latency that normalises to 1"),)),

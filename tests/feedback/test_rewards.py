@@ -122,6 +122,12 @@ def test_detection_and_point_metrics_on_world_truth() -> None:
     miss = ScoringItem("point", f"point at {target.name}.", "none", {"objects": objects})
     assert _one("point_hit_rate").score(hit).reward == 1.0
     assert _one("point_hit_rate").score(miss).reward == 0.0
+    spray = ScoringItem("point", f"point at {target.name}.", format_points([*points, (0.99, 0.99), (0.98, 0.01)]),
+                        {"objects": objects})
+    assert _one("point_hit_rate").score(spray).reward == 1.0  # extra points cost nothing here ...
+    assert _one("point_f1").score(spray).reward == pytest.approx(2 * len(points) / (2 * len(points) + 2))  # ... here
+    assert _one("point_f1").score(hit).reward == 1.0
+    assert _one("point_f1").score(miss).reward == 0.0
     assert _one("detection_iou").score(hit).terms == {}  # not a detect item: the term does not apply
 
 
