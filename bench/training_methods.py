@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.trainer.data import synthetic_rows  # noqa: E402
+from services.trainer.data import feedback_rows  # noqa: E402
 from services.trainer.settings import DEFAULT_MODEL_DIR  # noqa: E402
 
 COLOUR_AND_SHORT = {"terms": [
@@ -64,7 +64,7 @@ def run_seed(method: str, seed: int, config: dict[str, Any], eval_images: int, t
     job = Path(tempfile.mkdtemp(prefix=f"bench-{method}-{seed}-"))
     cfg = {**config, "seed": seed}
     skills = cfg.get("skills", ["query"])
-    rows = synthetic_rows(method, "train", seed * cfg["train_images"], cfg["train_images"], skills, seed=seed)
+    rows = feedback_rows(method, cfg["train_images"], skills, seed)
     (job / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (job / "spec.json").write_text(json.dumps({
         "job_id": job.name, "method": method, "base_dir": str(DEFAULT_MODEL_DIR), "parent_adapter": None,

@@ -8,8 +8,12 @@ for an image the platform stored), and per method `chosen`/`rejected` (dpo) or
 in the user turn, so the processor expands the image tokens.
 
 Synthetic sources exist so a job can run without collected feedback (and so the
-held-out sets are fixed): prompts come from the world's tasks, preferences prefer the
-true answer to a plausible wrong one, corrections are the true answers.
+held-out sets are fixed): prompts come from the world's tasks. Training rows come from
+images no model build has drawn (`FEEDBACK_START`), as a user's new images would, and for
+dpo/sft they stand for raters: `simulated` rows become feedback only once the policy has
+answered them (`rater_feedback`) — a correction where its answer was wrong, a preference for
+the true answer over its own wrong one, an acceptance where it was right. Held-out preferences (test split) prefer the true
+answer to a plausible wrong one; held-out corrections are the true answers.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from dreamforge.world import COLOURS, Sample, Task, get_sample, model_form
 
 SKILLS = ("caption", "query", "detect", "point")
 IMAGE_SIZE = 96
+#: First train-split index of the synthetic feedback images: model builds stream their images from
+#: `(seed % 20) * 50M` upward (tens of thousands per build), so none has seen these.
+FEEDBACK_START = 990_000_000
 
 
 def reference_of(sample: Sample, task: Task) -> dict[str, Any]:
@@ -63,14 +70,20 @@ def wrong_answer(task: Task, rng: random.Random) -> str:
 
 
 def synthetic_rows(method: str, split: str, start: int, n_images: int, skills: Iterable[str],
-                   seed: int = 0) -> list[dict[str, Any]]:
-    """Rows for `method` from the synthetic world (train split for training, test for held-out)."""
+                   seed: int = 0, simulated: bool = False) -> list[dict[str, Any]]:
+    """Rows for `method` from the synthetic world (train split for training, test for held-out).
+    `simulated`: dpo/sft rows that stand for raters' feedback on the policy's answers (see
+    `rater_feedback`), instead of fixed pairs and corrections."""
     rng = random.Random(seed)
     rows = []
     for sample, task in world_tasks(split, start, n_images, skills):
         row: dict[str, Any] = {"skill": task.skill, "prompt": task.prompt, "world": [split, sample.index],
                                "reference": reference_of(sample, task)}
-        if method == "dpo":
+        if simulated and method in ("dpo", "sft"):
+            if method == "dpo" and task.skill != "query":
+                continue
+            row.update(simulated=True, truth=task.answer)
+        elif method == "dpo":
             if task.skill != "query":
                 continue
             row.update(chosen=task.answer, rejected=wrong_answer(task, rng))
@@ -78,6 +91,32 @@ def synthetic_rows(method: str, split: str, start: int, n_images: int, skills: I
             row["target"] = task.answer
         rows.append(row)
     return rows
+
+
+def feedback_rows(method: str, n_images: int, skills: Iterable[str], seed: int) -> list[dict[str, Any]]:
+    """A job's synthetic training rows: `n_images` unseen train images per seed (see FEEDBACK_START)."""
+    return synthetic_rows(method, "train", FEEDBACK_START + seed * n_images, n_images, skills, seed=seed,
+                          simulated=True)
+
+
+def rater_feedback(method: str, rows: list[dict[str, Any]], answers: list[str]) -> list[dict[str, Any]]:
+    """What a rater would give for each simulated row the policy answered with `answers` (compared
+    as the model evaluation does: case, spaces, final stop). sft: a correction where the answer was
+    wrong and an acceptance (the answer itself) where it was right — corrections alone pull a
+    policy off the answers it already gets right (measured: held-out match −6 points); dpo: a
+    preference for the true answer over the policy's own, where that was wrong."""
+    from dreamforge.model.evaluate import normalise
+
+    out = []
+    for row, answer in zip(rows, answers, strict=True):
+        truth = row["truth"]
+        right = normalise(answer) == normalise(truth)
+        fed = {k: v for k, v in row.items() if k not in ("simulated", "truth")}
+        if method == "sft":
+            out.append({**fed, "target": truth, "corrected": not right})
+        elif method == "dpo" and not right and answer.strip():
+            out.append({**fed, "chosen": truth, "rejected": answer.strip()})
+    return out
 
 
 def rows_from_reward(payload: dict[str, Any], images_root: str = "") -> dict[str, Any] | None:

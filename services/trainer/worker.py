@@ -6,8 +6,8 @@ server or the event consumers, a crash or an out-of-memory kill must take down o
 and the OS enforces the limits — the address space (`RLIMIT_AS`, `job_memory_mb`) and the
 wall clock (`SIGALRM`, `job_timeout_s`; the service also kills the process group past it).
 
-Sequence: limits -> load the base (and the base version's adapter, if any) -> held-out
-evaluation -> TRL training with one `progress` event per step -> held-out evaluation -> the
+Sequence: limits -> load the base (and the base version's adapter, if any) -> simulated
+raters' feedback on its answers (synthetic dpo/sft data) -> held-out evaluation -> TRL training with one `progress` event per step -> held-out evaluation -> the
 adapter saved to `adapter.partial/` and renamed to `adapter/` -> `result.json` written to a
 temporary name and renamed. The service trusts a job's output only when the process exited 0
 and `result.json` exists, so a crash at any point leaves nothing it would register.
@@ -63,8 +63,8 @@ def run(job_dir: Path, events: Events) -> None:
     from dreamforge.model.skills import Skills, load
     from dreamforge.rewards import parse_reward_function
     from services.trainer.config import parse_config
-    from services.trainer.data import to_trl
-    from services.trainer.heldout import evaluate_policy, heldout_sets
+    from services.trainer.data import rater_feedback, to_trl
+    from services.trainer.heldout import answers, evaluate_policy, heldout_sets
     from services.trainer.methods import build_trainer
     from services.trainer.progress import ProgressCallback
 
@@ -86,10 +86,19 @@ def run(job_dir: Path, events: Events) -> None:
         peft = False
     rows = [json.loads(line) for line in (job_dir / "data.jsonl").read_text().splitlines() if line.strip()]
     heldout, guard = heldout_sets(method, cfg.skills, cfg.heldout_images, cfg.seed + 1)
+    simulated = [r for r in rows if r.get("simulated")]
+    if simulated:  # synthetic raters: feedback only where the policy (before training) is wrong
+        events.emit("phase", phase="simulating_raters", rows=len(simulated))
+        model.eval()
+        fed = rater_feedback(method, simulated, answers(Skills(model, processor), simulated))
+        rows = [r for r in rows if not r.get("simulated")] + fed
+        wrong = sum(1 for r in fed if r.get("corrected", "rejected" in r))
+        events.emit("feedback", answered=len(simulated), wrong=wrong, rows=len(fed))
     trl_rows = to_trl(method, rows)
     if not trl_rows:
         raise ValueError("no usable training rows: no buffered event had a retrievable image and the fields "
-                         f"{method} needs")
+                         f"{method} needs" + (", and the policy answered every synthetic prompt right (no "
+                                              "feedback to learn from)" if simulated else ""))
     events.emit("phase", phase="eval_before")
     before = evaluate_policy(Skills(model, processor), method, reward, heldout, int(spec["eval_images"]),
                              guard)

@@ -15,7 +15,14 @@ from dreamforge.images import encode_png
 from dreamforge.v1 import events_pb2
 from dreamforge.world import get_sample
 from services.trainer.config import Gate, parse_config
-from services.trainer.data import rows_from_reward, synthetic_rows, to_trl
+from services.trainer.data import (
+    FEEDBACK_START,
+    feedback_rows,
+    rater_feedback,
+    rows_from_reward,
+    synthetic_rows,
+    to_trl,
+)
 from services.trainer.gate import decide
 from services.trainer.tuning import reward_of
 
@@ -48,6 +55,23 @@ def test_pairwise_and_correction_events_become_dpo_and_sft_rows(tmp_path) -> Non
 def test_synthetic_preferences_prefer_the_truth() -> None:
     rows = synthetic_rows("dpo", "test", 0, 3, ["query"])
     assert rows and all(r["chosen"] != r["rejected"] and r["reference"]["answer"] == r["chosen"] for r in rows)
+
+
+def test_simulated_raters_give_feedback_only_where_the_policy_is_wrong() -> None:
+    """Synthetic dpo/sft data stands for raters: where the policy answered wrong a correction (sft) or
+    a preference for the truth over its own answer (dpo); where right an acceptance (sft) or nothing."""
+    sft = feedback_rows("sft", 2, ["query"], seed=0)
+    assert sft and all(r["simulated"] and "target" not in r and r["world"][1] >= FEEDBACK_START for r in sft)
+    answers = [r["truth"].upper() + "." if i % 2 else "wrong" for i, r in enumerate(sft)]  # every other one right
+    fed = rater_feedback("sft", sft, answers)
+    assert [r["target"] for r in fed] == [r["truth"] for r in sft]  # corrections and acceptances
+    assert [r["corrected"] for r in fed] == [i % 2 == 0 for i in range(len(sft))]
+    assert all("simulated" not in r and "truth" not in r for r in fed) and len(to_trl("sft", fed)) == len(fed)
+    dpo = feedback_rows("dpo", 2, ["query", "caption"], seed=1)
+    assert dpo and {r["skill"] for r in dpo} == {"query"}
+    pairs = rater_feedback("dpo", dpo, ["purple"] * len(dpo))
+    assert pairs and all(p["rejected"] == "purple" and p["chosen"] != "purple" for p in pairs)
+    assert len(pairs) == sum(r["truth"] != "purple" for r in dpo)
 
 
 def test_gate_needs_a_gain_and_no_drop() -> None:
