@@ -92,7 +92,7 @@ def run(job_dir: Path, events: Events) -> None:
         model.eval()
         fed = rater_feedback(method, simulated, answers(Skills(model, processor), simulated))
         rows = [r for r in rows if not r.get("simulated")] + fed
-        wrong = sum(1 for r in fed if r.get("corrected", "rejected" in r))
+        wrong = sum(1 for r in fed if r.get("corrected"))
         events.emit("feedback", answered=len(simulated), wrong=wrong, rows=len(fed))
     trl_rows = to_trl(method, rows)
     if not trl_rows:

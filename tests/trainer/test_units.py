@@ -59,7 +59,8 @@ def test_synthetic_preferences_prefer_the_truth() -> None:
 
 def test_simulated_raters_give_feedback_only_where_the_policy_is_wrong() -> None:
     """Synthetic dpo/sft data stands for raters: where the policy answered wrong a correction (sft) or
-    a preference for the truth over its own answer (dpo); where right an acceptance (sft) or nothing."""
+    a preference for the truth over its own answer (dpo); where right an acceptance (sft) or a
+    preference for the truth over another plausible wrong answer (dpo)."""
     sft = feedback_rows("sft", 2, ["query"], seed=0)
     assert sft and all(r["simulated"] and "target" not in r and r["world"][1] >= FEEDBACK_START for r in sft)
     answers = [r["truth"].upper() + "." if i % 2 else "wrong" for i, r in enumerate(sft)]  # every other one right
@@ -70,8 +71,8 @@ def test_simulated_raters_give_feedback_only_where_the_policy_is_wrong() -> None
     dpo = feedback_rows("dpo", 2, ["query", "caption"], seed=1)
     assert dpo and {r["skill"] for r in dpo} == {"query"}
     pairs = rater_feedback("dpo", dpo, ["purple"] * len(dpo))
-    assert pairs and all(p["rejected"] == "purple" and p["chosen"] != "purple" for p in pairs)
-    assert len(pairs) == sum(r["truth"] != "purple" for r in dpo)
+    assert len(pairs) == len(dpo) and all(p["chosen"] == r["truth"] != p["rejected"] for p, r in zip(pairs, dpo))
+    assert [p["rejected"] == "purple" for p in pairs] == [r["truth"] != "purple" for r in dpo]  # its own, if wrong
 
 
 def test_gate_needs_a_gain_and_no_drop() -> None:
