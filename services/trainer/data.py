@@ -106,7 +106,7 @@ def rater_feedback(method: str, rows: list[dict[str, Any]], answers: list[str]) 
     wrong and an acceptance (the answer itself) where it was right; dpo: the true answer preferred
     over the policy's own where that was wrong, and over a plausible wrong answer (another model's,
     say) where it was right. Feedback on the wrong answers alone pulls a policy off the answers it
-    already gets right (measured: sft held-out match −6 points, dpo win-rate −2.3)."""
+    already gets right (measured: sft held-out match -6 points, dpo win-rate -2.3)."""
     from dreamforge.model.evaluate import normalise
 
     rng = random.Random(len(rows))

@@ -7,9 +7,10 @@ and the OS enforces the limits — the address space (`RLIMIT_AS`, `job_memory_m
 wall clock (`SIGALRM`, `job_timeout_s`; the service also kills the process group past it).
 
 Sequence: limits -> load the base (and the base version's adapter, if any) -> simulated
-raters' feedback on its answers (synthetic dpo/sft data) -> held-out evaluation -> TRL training with one `progress` event per step -> held-out evaluation -> the
-adapter saved to `adapter.partial/` and renamed to `adapter/` -> `result.json` written to a
-temporary name and renamed. The service trusts a job's output only when the process exited 0
+raters' feedback on its answers (synthetic dpo/sft data) -> held-out evaluation -> TRL training
+with one `progress` event per step -> held-out evaluation -> the adapter saved to
+`adapter.partial/` and renamed to `adapter/` -> `result.json` written to a temporary name and
+renamed. The service trusts a job's output only when the process exited 0
 and `result.json` exists, so a crash at any point leaves nothing it would register.
 """
 

@@ -71,7 +71,8 @@ def test_simulated_raters_give_feedback_only_where_the_policy_is_wrong() -> None
     dpo = feedback_rows("dpo", 2, ["query", "caption"], seed=1)
     assert dpo and {r["skill"] for r in dpo} == {"query"}
     pairs = rater_feedback("dpo", dpo, ["purple"] * len(dpo))
-    assert len(pairs) == len(dpo) and all(p["chosen"] == r["truth"] != p["rejected"] for p, r in zip(pairs, dpo))
+    assert len(pairs) == len(dpo)
+    assert all(p["chosen"] == r["truth"] != p["rejected"] for p, r in zip(pairs, dpo, strict=True))
     assert [p["rejected"] == "purple" for p in pairs] == [r["truth"] != "purple" for r in dpo]  # its own, if wrong
 
 
