@@ -53,6 +53,7 @@ __all__ = [
     "find_pg_bin",
     "find_redis_server",
     "free_port",
+    "free_ports",
     "port_open",
     "start_postgres",
     "wait_for_port",
@@ -77,6 +78,20 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` distinct TCP ports free on ``host`` right now. Each socket stays bound until all are
+    chosen: calling `free_port` n times can return the same port twice (the OS reuses a port
+    as soon as its socket closes), and two services then race for it."""
+    socks = [socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def port_open(host: str, port: int, timeout: float = 0.3) -> bool:

@@ -52,7 +52,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from dreamforge.infra import InfraError, free_port, log_tail
+from dreamforge.infra import InfraError, free_ports, log_tail
 
 __all__ = [
     "PYTRITON_VERSION",
@@ -256,7 +256,7 @@ class TritonServer:
         # and the clients of CPU: measured 10x fewer requests/s on 2 cores. Sleep instead.
         env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, **stub_python(self.work_dir, home), **self.env}
         for attempt in range(3):  # a free port can be taken between picking and binding it
-            self.grpc_port, self.http_port = free_port(), free_port()
+            self.grpc_port, self.http_port = free_ports(2)
             log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
             argv = [str(home / "bin" / "tritonserver"), f"--model-repository={self.model_repository}",
                     f"--backend-directory={home / 'backends'}", "--grpc-address=127.0.0.1",

@@ -232,3 +232,14 @@ def test_a_server_stops_when_the_process_that_started_it_is_killed(tmp_path: Pat
             os.waitpid(child_pid, os.WNOHANG)
     finally:
         parent.kill()
+
+
+def test_free_ports_are_distinct_and_bindable() -> None:
+    """Ports for several services at once never repeat (one `free_port` after another can)."""
+    import socket
+
+    ports = infra.free_ports(24)
+    assert len(set(ports)) == 24
+    for port in ports[:3]:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))

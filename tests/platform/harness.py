@@ -10,14 +10,14 @@ import threading
 import time
 from pathlib import Path
 
-from dreamforge.infra import free_port
+from dreamforge.infra import free_ports
 
 
 def platform_env_for(home: Path) -> dict[str, str]:
     """Environment for an isolated platform: its own home and free ports for everything
     (NATS and Redis included, so they are started from the wheels, as on a fresh machine)."""
-    ports = {name: free_port() for name in ("nats", "redis", "http", "gateway", "registry", "inference",
-                                             "feedback", "trainer", "billing")}
+    names = ("nats", "redis", "http", "gateway", "registry", "inference", "feedback", "trainer", "billing")
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DREAMFORGE_")}
     env.update({
         "DREAMFORGE_HOME": str(home),

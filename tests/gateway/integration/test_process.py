@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from dreamforge.infra import ManagedService, free_port
+from dreamforge.infra import ManagedService, free_ports
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -50,7 +50,7 @@ async def run_once(env: dict[str, str], base_url: str, log: Path) -> tuple[str, 
 
 async def test_process_starts_bootstraps_and_stops_on_sigterm(
         shared_nats_url: str, redis_server: ManagedService, tmp_path: Path) -> None:
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port = free_ports(2)
     env = {**os.environ, "DREAMFORGE_HOME": str(tmp_path / "home"), "DREAMFORGE_NATS_URL": shared_nats_url,
            "DREAMFORGE_REDIS_URL": redis_server.url, "DREAMFORGE_GATEWAY_HTTP_PORT": str(http_port),
            "DREAMFORGE_GATEWAY_GRPC_PORT": str(grpc_port), "DREAMFORGE_LOG_FORMAT": "json"}
