@@ -145,28 +145,33 @@ def _false_positive_rate(item: I.ScoringItem, p: dict[str, Any]) -> float | None
     return (n_pred - tp) / n_pred if n_pred else 0.0
 
 
-def _point_hit_rate(item: I.ScoringItem, p: dict[str, Any]) -> float | None:
+def _pointing(item: I.ScoringItem) -> tuple[int, int, int] | None:
+    """True boxes hit by distinct predicted points, number of points, number of true boxes."""
     if item.skill != "point":
         return None
     truth = I.true_boxes(item)
     if truth is None:
         return None
     pred = I.output_points(item)
-    return point_hits(pred, truth) / len(truth) if truth else float(not pred)
+    return point_hits(pred, truth), len(pred), len(truth)
+
+
+def _point_hit_rate(item: I.ScoringItem, p: dict[str, Any]) -> float | None:
+    got = _pointing(item)
+    if got is None:
+        return None
+    hits, n_pred, n_true = got
+    return hits / n_true if n_true else float(n_pred == 0)
 
 
 def _point_f1(item: I.ScoringItem, p: dict[str, Any]) -> float | None:
     """Like the hit rate, but a point that hits nothing counts against it: pointing everywhere
     cannot win (the reward to train pointing with)."""
-    if item.skill != "point":
+    got = _pointing(item)
+    if got is None:
         return None
-    truth = I.true_boxes(item)
-    if truth is None:
-        return None
-    pred = I.output_points(item)
-    if not pred and not truth:
-        return 1.0
-    return 2.0 * point_hits(pred, truth) / (len(pred) + len(truth))
+    hits, n_pred, n_true = got
+    return 2.0 * hits / (n_pred + n_true) if n_pred + n_true else 1.0
 
 
 def _latency(item: I.ScoringItem, p: dict[str, Any]) -> float | None:
