@@ -64,7 +64,7 @@ def run_seed(method: str, seed: int, config: dict[str, Any], eval_images: int, t
     job = Path(tempfile.mkdtemp(prefix=f"bench-{method}-{seed}-"))
     cfg = {**config, "seed": seed}
     skills = cfg.get("skills", ["query"])
-    rows = feedback_rows(method, cfg["train_images"], skills, seed)
+    rows = feedback_rows(method, cfg["train_images"], skills, seed, cfg.get("raters", "accurate"))
     (job / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     (job / "spec.json").write_text(json.dumps({
         "job_id": job.name, "method": method, "base_dir": str(DEFAULT_MODEL_DIR), "parent_adapter": None,

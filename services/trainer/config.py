@@ -17,6 +17,7 @@ from dreamforge.model.skills import MAX_NEW_TOKENS
 
 METHODS = ("grpo", "dpo", "sft")
 SOURCES = ("synthetic", "rewards")
+RATERS = ("accurate", "concise")  # the simulated raters of synthetic dpo/sft data (services/trainer/data.py)
 SKILLS = tuple(MAX_NEW_TOKENS)
 MAX_LR = 5e-3
 
@@ -46,6 +47,7 @@ class JobConfig:
     seed: int = 0
     skills: list[str] = field(default_factory=lambda: ["query"])
     source: str = "synthetic"
+    raters: str = "accurate"
     train_images: int = 32
     heldout_images: int = 24
     gate: Gate = field(default_factory=Gate)
@@ -104,13 +106,23 @@ def parse_config(method: str, raw: str | dict[str, Any] | None) -> JobConfig:
         if raw["source"] not in SOURCES:
             raise InvalidArgument(f"config.source must be one of {', '.join(SOURCES)}")
         cfg.source = raw["source"]
+    if "raters" in raw:
+        if raw["raters"] not in RATERS:
+            raise InvalidArgument(f"config.raters must be one of {', '.join(RATERS)}")
+        cfg.raters = raw["raters"]
     if "gate" in raw:
         cfg.gate = _gate(raw["gate"])
     if method == "grpo" and "beta" in raw and cfg.beta <= 0:
         raise InvalidArgument("config.beta must be > 0 for grpo: the KL penalty keeps the policy near the base "
                               "(a guard against reward hacking)")
-    if method in ("dpo",) and cfg.skills != ["query"] and "skills" in raw:
-        raise InvalidArgument("config.skills: dpo's synthetic preferences exist for query only")
+    if cfg.raters == "concise":
+        if method == "grpo":
+            raise InvalidArgument("config.raters applies to dpo and sft: grpo learns from its reward function")
+        if cfg.skills != ["caption"]:
+            raise InvalidArgument('config.skills must be ["caption"] with concise raters: they judge captions')
+    elif method == "dpo" and cfg.skills != ["query"] and "skills" in raw:
+        raise InvalidArgument("config.skills: dpo's synthetic preferences exist for query only (captions "
+                              "with config.raters \"concise\")")
     return cfg
 
 

@@ -15,6 +15,12 @@ answered them (`rater_feedback`) — a correction where its answer was wrong, a 
 the true answer over its own wrong one; an acceptance, or a preference over another wrong
 answer, where it was right. Held-out preferences (test split) prefer the true
 answer to a plausible wrong one; held-out corrections are the true answers.
+
+Which raters the simulated feedback stands for is the job's `raters` (see `RATERS`): `accurate`
+raters judge query answers by the truth; `concise` raters judge captions by a house style — the
+short form that names every object and nothing else ("a red circle and two blue stars."),
+whatever length the prompt asked for. The held-out sets then measure the same raters' judgement
+on the test split.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from PIL import Image
 from dreamforge.world import COLOURS, Sample, Task, get_sample, model_form
 
 SKILLS = ("caption", "query", "detect", "point")
+#: Simulated raters (dpo/sft synthetic feedback) and the skill each judges: `accurate` wants the true
+#: answer to a question; `concise` wants a normal or long caption in the short form.
+RATERS = {"accurate": "query", "concise": "caption"}
 IMAGE_SIZE = 96
 #: First train-split index of the synthetic feedback images: model builds stream their images from
 #: `(seed % 20) * 50M` upward (tens of thousands per build), so none has seen these.
@@ -70,34 +79,47 @@ def wrong_answer(truth: str, rng: random.Random) -> str:
     return rng.choice(sorted(COLOURS))
 
 
+def rater_view(sample: Sample, task: Task, raters: str) -> tuple[str, str] | None:
+    """What `raters` want for this task and the usual answer they would rank below it, or None
+    when they do not judge it (see RATERS). accurate: the truth (the usual answer is left to
+    `wrong_answer`); concise: a caption's short form over the form the prompt asked for."""
+    if task.skill != RATERS[raters]:
+        return None
+    if raters == "concise":
+        return (sample.caption("short"), task.answer) if task.kind != "short" else None
+    return task.answer, ""
+
+
 def synthetic_rows(method: str, split: str, start: int, n_images: int, skills: Iterable[str],
-                   seed: int = 0, simulated: bool = False) -> list[dict[str, Any]]:
+                   seed: int = 0, simulated: bool = False, raters: str = "accurate") -> list[dict[str, Any]]:
     """Rows for `method` from the synthetic world (train split for training, test for held-out).
-    `simulated`: dpo/sft rows that stand for raters' feedback on the policy's answers (see
+    `simulated`: dpo/sft rows that stand for `raters`' feedback on the policy's answers (see
     `rater_feedback`), instead of fixed pairs and corrections."""
     rng = random.Random(seed)
     rows = []
     for sample, task in world_tasks(split, start, n_images, skills):
         row: dict[str, Any] = {"skill": task.skill, "prompt": task.prompt, "world": [split, sample.index],
                                "reference": reference_of(sample, task)}
-        if simulated and method in ("dpo", "sft"):
-            if method == "dpo" and task.skill != "query":
+        if method in ("dpo", "sft"):
+            view = rater_view(sample, task, raters)
+            if view is None and (method == "dpo" or raters != "accurate"):
                 continue
-            row.update(simulated=True, truth=task.answer)
-        elif method == "dpo":
-            if task.skill != "query":
-                continue
-            row.update(chosen=task.answer, rejected=wrong_answer(task.answer, rng))
-        elif method == "sft":
-            row["target"] = task.answer
+            wanted, usual = view or (task.answer, "")
+            if simulated:
+                row.update(simulated=True, truth=wanted, **({"usual": usual} if usual else {}))
+            elif method == "dpo":
+                row.update(chosen=wanted, rejected=usual or wrong_answer(wanted, rng))
+            else:
+                row["target"] = wanted
         rows.append(row)
     return rows
 
 
-def feedback_rows(method: str, n_images: int, skills: Iterable[str], seed: int) -> list[dict[str, Any]]:
+def feedback_rows(method: str, n_images: int, skills: Iterable[str], seed: int,
+                  raters: str = "accurate") -> list[dict[str, Any]]:
     """A job's synthetic training rows: `n_images` unseen train images per seed (see FEEDBACK_START)."""
     return synthetic_rows(method, "train", FEEDBACK_START + seed * n_images, n_images, skills, seed=seed,
-                          simulated=True)
+                          simulated=True, raters=raters)
 
 
 def rater_feedback(method: str, rows: list[dict[str, Any]], answers: list[str]) -> list[dict[str, Any]]:
@@ -105,8 +127,8 @@ def rater_feedback(method: str, rows: list[dict[str, Any]], answers: list[str]) 
     as the model evaluation does: case, spaces, final stop). sft: a correction where the answer was
     wrong and an acceptance (the answer itself) where it was right; dpo: the true answer preferred
     over the policy's own where that was wrong, and over a plausible wrong answer (another model's,
-    say) where it was right. Feedback on the wrong answers alone pulls a policy off the answers it
-    already gets right (measured: sft held-out match -6 points, dpo win-rate -2.3)."""
+    say, or the row's `usual` answer) where it was right. Feedback on the wrong answers alone pulls a
+    policy off the answers it already gets right (measured: sft held-out match -6 points, dpo win-rate -2.3)."""
     from dreamforge.model.evaluate import normalise
 
     rng = random.Random(len(rows))
@@ -114,11 +136,12 @@ def rater_feedback(method: str, rows: list[dict[str, Any]], answers: list[str]) 
     for row, answer in zip(rows, answers, strict=True):
         truth = row["truth"]
         right = normalise(answer) == normalise(truth)
-        fed = {k: v for k, v in row.items() if k not in ("simulated", "truth")}
+        fed = {k: v for k, v in row.items() if k not in ("simulated", "truth", "usual")}
         if method == "sft":
             out.append({**fed, "target": truth, "corrected": not right})
         elif method == "dpo":
-            rejected = answer.strip() if not right and answer.strip() else wrong_answer(truth, rng)
+            rejected = answer.strip() if not right and answer.strip() else (row.get("usual")
+                                                                            or wrong_answer(truth, rng))
             out.append({**fed, "chosen": truth, "rejected": rejected, "corrected": not right})
     return out
 

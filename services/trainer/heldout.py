@@ -31,11 +31,12 @@ SKILL_METRICS = ("query_em", "caption_content", "detect_f1", "detect_miou", "poi
 GUARDED_METRICS = (*SKILL_METRICS, "heldout_query_em")
 
 
-def heldout_sets(method: str, skills: list[str], n_images: int, seed: int) -> tuple[list[dict[str, Any]],
-                                                                                list[dict[str, Any]]]:
-    """The held-out rows of the job's skills (its reward is scored on these) and, when the job does
-    not train queries, the held-out queries its `heldout_query_em` guard is measured on instead."""
-    heldout = synthetic_rows(method, "test", 0, n_images, skills, seed=seed)
+def heldout_sets(method: str, skills: list[str], n_images: int, seed: int,
+                 raters: str = "accurate") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The held-out rows of the job's skills (its reward is scored on these; dpo/sft: judged by the
+    job's `raters`) and, when the job does not train queries, the held-out queries its
+    `heldout_query_em` guard is measured on instead."""
+    heldout = synthetic_rows(method, "test", 0, n_images, skills, seed=seed, raters=raters)
     guard = [] if "query" in skills else synthetic_rows("grpo", "test", 0, n_images, ["query"], seed=seed)
     return heldout, guard
 

@@ -171,7 +171,7 @@ class JobRunner:
             # only the job's skills: the held-out evaluation (and so the gate) measures those alone
             rows = [r for r in rows if r["skill"] in cfg.skills]
         if len(rows) < cfg.train_images:  # too few usable events: the synthetic world fills in
-            rows += d.feedback_rows(method, cfg.train_images, cfg.skills, cfg.seed)
+            rows += d.feedback_rows(method, cfg.train_images, cfg.skills, cfg.seed, cfg.raters)
         (job_dir / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
         spec = {"job_id": row.id, "method": method, "base_dir": str(self.settings.base_dir(base.base_checkpoint)),
                 "parent_adapter": parent, "reward_function": json.loads(row.reward_function_json or "null"),

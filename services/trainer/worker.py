@@ -86,7 +86,7 @@ def run(job_dir: Path, events: Events) -> None:
         model = PeftModel.from_pretrained(model, spec["parent_adapter"], is_trainable=True)
         peft = False
     rows = [json.loads(line) for line in (job_dir / "data.jsonl").read_text().splitlines() if line.strip()]
-    heldout, guard = heldout_sets(method, cfg.skills, cfg.heldout_images, cfg.seed + 1)
+    heldout, guard = heldout_sets(method, cfg.skills, cfg.heldout_images, cfg.seed + 1, cfg.raters)
     simulated = [r for r in rows if r.get("simulated")]
     if simulated:  # synthetic raters: feedback only where the policy (before training) is wrong
         events.emit("phase", phase="simulating_raters", rows=len(simulated))

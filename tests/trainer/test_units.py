@@ -76,6 +76,30 @@ def test_simulated_raters_give_feedback_only_where_the_policy_is_wrong() -> None
     assert [p["rejected"] == "purple" for p in pairs] == [r["truth"] != "purple" for r in dpo]  # its own, if wrong
 
 
+def test_concise_raters_want_the_short_caption_of_every_normal_or_long_caption() -> None:
+    """`concise` raters judge captions by a house style: the short form ("a red circle and two blue
+    stars."), whatever length the prompt asked for; the held-out sets measure the same judgement."""
+    for i in range(6):
+        sample = get_sample("test", i, 96)
+        asked = [t for t in sample.eval_tasks() if t.skill == "caption"]
+        held = synthetic_rows("sft", "test", i, 1, ["caption", "query"], raters="concise")
+        pairs = synthetic_rows("dpo", "test", i, 1, ["caption"], raters="concise")
+        if all(t.kind == "short" for t in asked):  # nothing to correct
+            assert held == [] and pairs == []
+            continue
+        assert [r["target"] for r in held] == [sample.caption("short")] and held[0]["skill"] == "caption"
+        assert [(r["chosen"], r["rejected"]) for r in pairs] == [(sample.caption("short"), asked[0].answer)]
+    fed_rows = feedback_rows("dpo", 6, ["caption"], seed=0, raters="concise")
+    assert fed_rows and all(r["skill"] == "caption" and r["prompt"] != "describe the image briefly." for r in fed_rows)
+    already_short = rater_feedback("dpo", fed_rows, [r["truth"] for r in fed_rows])  # the policy was concise
+    assert all(p["chosen"] == r["truth"] and p["rejected"] == r["usual"] != r["truth"] and not p["corrected"]
+               for p, r in zip(already_short, fed_rows, strict=True))
+    assert all("usual" not in p for p in already_short)
+    sft = feedback_rows("sft", 6, ["caption"], seed=0, raters="concise")
+    fixed = rater_feedback("sft", sft, ["a small red circle on a plain grey background."] * len(sft))
+    assert [r["target"] for r in fixed] == [r["truth"] for r in sft] and all(r["corrected"] for r in fixed)
+
+
 def test_gate_needs_a_gain_and_no_drop() -> None:
     before = {"heldout_reward": 1.0, "query_em": 0.60, "heldout_query_em": 0.5}
     ok = decide("grpo", before, {"heldout_reward": 1.1, "query_em": 0.59, "heldout_query_em": 0.5}, Gate())
@@ -93,6 +117,10 @@ def test_gate_needs_a_gain_and_no_drop() -> None:
     ("sft", {"gate": {"max_skill_drop": 2}}, "config.gate.max_skill_drop"),
     ("sft", "[1]", "config must be a JSON object"),
     ("rl", {}, "method 'rl' is invalid"),
+    ("sft", {"raters": "strict"}, "config.raters must be one of accurate, concise"),
+    ("sft", {"raters": "concise"}, "config.skills must be"),
+    ("grpo", {"raters": "concise", "skills": ["caption"]}, "config.raters applies to dpo and sft"),
+    ("dpo", {"skills": ["caption"]}, "config.skills: dpo's synthetic preferences exist for query only"),
 ])
 def test_config_errors_name_the_field(method: str, raw: object, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message.replace(".", r"\.").replace("[", r"\[")):
