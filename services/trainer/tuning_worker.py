@@ -31,7 +31,6 @@ from dreamforge.model.data import chat_prompt
 from dreamforge.model.skills import MAX_NEW_TOKENS, Skills, load
 from dreamforge.world import detect_prompt, format_boxes, format_points, parse_boxes, parse_points, point_prompt
 
-TARGET_MODULES = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj)"
 EOU = "<end_of_utterance>"
 
 
@@ -64,6 +63,8 @@ def text_of(skill: str, output: dict[str, Any]) -> str:
 class Session:
     def __init__(self, base_dir: str, rank: int, adapter: str | None) -> None:
         from peft import LoraConfig, PeftModel, get_peft_model
+
+        from services.trainer.methods import TARGET_MODULES  # the same layers as a training job's adapter
 
         model, self.processor = load(base_dir)
         if adapter:
