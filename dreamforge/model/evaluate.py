@@ -10,7 +10,9 @@ balanced), one detect and one point (85 % name an object present, 15 % one absen
 - point: a true object is hit when a distinct predicted point lies inside its box; hit-rate = hits / true
   objects, precision = hits / predicted points, and `none` accuracy on absent objects;
 - caption: content accuracy = the set of (colour, shape) pairs mentioned equals the scene's (every object
-  mentioned, none invented); count accuracy = the mentioned counts are right too.
+  mentioned, none invented); count accuracy = the mentioned counts are right too; background accuracy =
+  a normal or long caption names the background's texture and tint right ("on a noisy lavender
+  background"; short captions do not name it).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def score(sample: Sample, task: Task, output: str, rec: dict) -> None:
         rec["caption_content"].append(set(said) == set(truth))
         rec["caption_counts"].append(said == truth)
         rec[f"caption_{task.kind}"].append(set(said) == set(truth))
+        if task.kind != "short":
+            rec["caption_background"].append(f" {sample.background} background" in f" {normalise(output)}")
     elif task.skill == "detect":
         truth_boxes = sample.detect_targets().get(_object_name(task), [])
         pred = parse_boxes(output)

@@ -40,11 +40,17 @@ def _oracle(n: int):
 def test_oracle_scores_full_marks_and_garbage_scores_zero() -> None:
     perfect = evaluate(Scripted(_oracle(12)), split="test", n=12)
     assert perfect["query_em"] == 1.0 and perfect["caption_content"] == 1.0 and perfect["caption_counts"] == 1.0
+    assert perfect["caption_background"] == 1.0 and perfect["counts"]["caption_background"] == 8  # normal + long
     assert perfect["detect_miou"] > 0.88 and perfect["detect_f1"] == 1.0  # location-token quantisation only
     assert perfect["point_hit_rate"] == 1.0 and perfect["point_precision"] == 1.0
     assert all(t["reached"] for t in perfect["targets"].values())
     junk = evaluate(Scripted(lambda im, p: "<unk> 0.5 , , 1.7 banana"), split="test", n=12)
-    assert junk["query_em"] == 0.0 and junk["caption_content"] == 0.0
+    assert junk["query_em"] == 0.0 and junk["caption_content"] == 0.0 and junk["caption_background"] == 0.0
+    oracle, swap = _oracle(12), {"white": "grey", "grey": "white", "cream": "mint", "mint": "cream",
+                                 "lavender": "peach", "peach": "lavender"}  # the right objects, the wrong background
+    wrong_ground = evaluate(Scripted(lambda im, p: " ".join(swap.get(w, w) for w in oracle(im, p).split(" "))),
+                            split="test", n=12)
+    assert wrong_ground["caption_content"] == 1.0 and wrong_ground["caption_background"] == 0.0
     assert junk["detect_miou"] == 0.0 and junk["detect_f1"] == 0.0 and junk["point_hit_rate"] == 0.0
 
 
