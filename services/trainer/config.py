@@ -42,6 +42,7 @@ class JobConfig:
     prompts_per_step: int = 4
     max_completion_length: int = 0      # 0 = the skill's serving limit
     temperature: float = 1.0
+    top_k: int = 0                      # grpo sampling: only the k likeliest tokens (0 = all)
     lora_rank: int = 8
     lora_alpha: int = 16
     seed: int = 0
@@ -71,7 +72,7 @@ class JobConfig:
 _LIMITS: dict[str, tuple[type, float, float]] = {
     "steps": (int, 1, 2000), "learning_rate": (float, 0.0, MAX_LR), "beta": (float, 0.0, 10.0),
     "num_generations": (int, 2, 32), "prompts_per_step": (int, 1, 64), "max_completion_length": (int, 0, 256),
-    "temperature": (float, 0.05, 2.0), "lora_rank": (int, 1, 128), "lora_alpha": (int, 1, 512),
+    "temperature": (float, 0.05, 2.0), "top_k": (int, 0, 1000), "lora_rank": (int, 1, 128), "lora_alpha": (int, 1, 512),
     "seed": (int, 0, 2**31 - 1), "train_images": (int, 1, 5000), "heldout_images": (int, 1, 500),
 }
 

@@ -54,7 +54,7 @@ def build_trainer(method: str, model: Any, processor: Any, cfg: JobConfig, rows:
             raise ValueError("a grpo job needs a reward function")
         grpo = GRPOConfig(**common, per_device_train_batch_size=cfg.prompts_per_step * cfg.num_generations,
                           num_generations=cfg.num_generations, max_completion_length=cfg.max_completion_length,
-                          temperature=cfg.temperature, beta=cfg.beta)
+                          temperature=cfg.temperature, top_k=cfg.top_k, beta=cfg.beta)
         reward: Any = as_trl_reward(spec)
         return GRPOTrainer(model=model, processing_class=processor, reward_funcs=[reward], args=grpo,
                            train_dataset=dataset, peft_config=peft_config, callbacks=[callback])

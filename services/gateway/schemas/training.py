@@ -23,7 +23,7 @@ class CreateJob(msgspec.Struct, forbid_unknown_fields=True):
     reward_function: RewardFunctionRef = None
     reward_function_version: Annotated[int, msgspec.Meta(ge=0, le=INT32_MAX, description="0 = latest")] = 0
     config: Annotated[dict[str, Any], msgspec.Meta(description=(
-        "steps, learning_rate, beta, num_generations, prompts_per_step, max_completion_length, temperature, "
+        "steps, learning_rate, beta, num_generations, prompts_per_step, max_completion_length, temperature, top_k, "
         "lora_rank, lora_alpha, seed, skills, source (synthetic|rewards), raters (accurate|concise), train_images, "
         "heldout_images, "
         "gate {alias, promote, min_gain, max_skill_drop}"))] = {}
