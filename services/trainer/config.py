@@ -49,6 +49,7 @@ class JobConfig:
     skills: list[str] = field(default_factory=lambda: ["query"])
     source: str = "synthetic"
     raters: str = "accurate"
+    replay_images: int = 0              # sft: also keep the policy's answers to the other skills (data.replay_rows)
     train_images: int = 32
     heldout_images: int = 24
     gate: Gate = field(default_factory=Gate)
@@ -74,6 +75,7 @@ _LIMITS: dict[str, tuple[type, float, float]] = {
     "num_generations": (int, 2, 32), "prompts_per_step": (int, 1, 64), "max_completion_length": (int, 0, 256),
     "temperature": (float, 0.05, 2.0), "top_k": (int, 0, 1000), "lora_rank": (int, 1, 128), "lora_alpha": (int, 1, 512),
     "seed": (int, 0, 2**31 - 1), "train_images": (int, 1, 5000), "heldout_images": (int, 1, 500),
+    "replay_images": (int, 0, 2000),
 }
 
 
@@ -116,6 +118,9 @@ def parse_config(method: str, raw: str | dict[str, Any] | None) -> JobConfig:
     if method == "grpo" and "beta" in raw and cfg.beta <= 0:
         raise InvalidArgument("config.beta must be > 0 for grpo: the KL penalty keeps the policy near the base "
                               "(a guard against reward hacking)")
+    if cfg.replay_images and method != "sft":
+        raise InvalidArgument("config.replay_images applies to sft (dpo keeps near the base through beta, grpo "
+                              "through its KL penalty)")
     if cfg.raters == "concise":
         if method == "grpo":
             raise InvalidArgument("config.raters applies to dpo and sft: grpo learns from its reward function")

@@ -43,6 +43,8 @@ IMAGE_SIZE = 96
 #: First train-split index of the synthetic feedback images: model builds stream their images from
 #: `(seed % 20) * 50M` upward (tens of thousands per build), so none has seen these.
 FEEDBACK_START = 990_000_000
+#: First train-split index of the rehearsal images (`replay_rows`), past the feedback images.
+REPLAY_START = 995_000_000
 
 
 def reference_of(sample: Sample, task: Task) -> dict[str, Any]:
@@ -120,6 +122,15 @@ def feedback_rows(method: str, n_images: int, skills: Iterable[str], seed: int,
     """A job's synthetic training rows: `n_images` unseen train images per seed (see FEEDBACK_START)."""
     return synthetic_rows(method, "train", FEEDBACK_START + seed * n_images, n_images, skills, seed=seed,
                           simulated=True, raters=raters)
+
+
+def replay_rows(n_images: int, skills: Iterable[str], seed: int) -> list[dict[str, Any]]:
+    """Prompts of `skills` on `n_images` unseen train images, to be answered by the policy before
+    training and trained on as they are (rehearsal, sft's `replay_images`): a LoRA adapter changes
+    every prompt's answers, and feedback on one skill alone moved the others (concise captions:
+    detect F1 -27 points), so the adapter also learns to leave these answers as they were."""
+    rows = synthetic_rows("sft", "train", REPLAY_START + seed * n_images, n_images, skills, seed=seed)
+    return [{k: v for k, v in r.items() if k != "target"} | {"replay": True} for r in rows]
 
 
 def rater_feedback(method: str, rows: list[dict[str, Any]], answers: list[str]) -> list[dict[str, Any]]:

@@ -64,7 +64,7 @@ def run(job_dir: Path, events: Events) -> None:
     from dreamforge.model.skills import Skills, load
     from dreamforge.rewards import parse_reward_function
     from services.trainer.config import parse_config
-    from services.trainer.data import rater_feedback, to_trl
+    from services.trainer.data import SKILLS, rater_feedback, replay_rows, to_trl
     from services.trainer.heldout import answers, evaluate_policy, heldout_sets
     from services.trainer.methods import build_trainer
     from services.trainer.progress import ProgressCallback
@@ -95,6 +95,12 @@ def run(job_dir: Path, events: Events) -> None:
         rows = [r for r in rows if not r.get("simulated")] + fed
         wrong = sum(1 for r in fed if r.get("corrected"))
         events.emit("feedback", answered=len(simulated), wrong=wrong, rows=len(fed))
+    others = [s for s in SKILLS if s not in cfg.skills]
+    if method == "sft" and cfg.replay_images and others:  # rehearsal: the other skills' answers, kept
+        replay = replay_rows(cfg.replay_images, others, cfg.seed)
+        events.emit("phase", phase="replaying", rows=len(replay))
+        model.eval()
+        rows += [{**r, "target": a} for r, a in zip(replay, answers(Skills(model, processor), replay), strict=True)]
     trl_rows = to_trl(method, rows)
     if not trl_rows:
         raise ValueError("no usable training rows: no buffered event had a retrievable image and the fields "

@@ -17,8 +17,10 @@ from dreamforge.world import get_sample
 from services.trainer.config import Gate, parse_config
 from services.trainer.data import (
     FEEDBACK_START,
+    REPLAY_START,
     feedback_rows,
     rater_feedback,
+    replay_rows,
     rows_from_reward,
     synthetic_rows,
     to_trl,
@@ -100,6 +102,14 @@ def test_concise_raters_want_the_short_caption_of_every_normal_or_long_caption()
     assert [r["target"] for r in fixed] == [r["truth"] for r in sft] and all(r["corrected"] for r in fixed)
 
 
+def test_replay_rows_are_other_images_waiting_for_the_policys_answers() -> None:
+    rows = replay_rows(4, ["detect", "point", "query"], seed=1)
+    assert rows and {r["skill"] for r in rows} == {"detect", "point", "query"}
+    assert all(r["replay"] and "target" not in r and r["world"][1] >= REPLAY_START + 4 for r in rows)
+    feedback = {r["world"][1] for r in feedback_rows("sft", 4, ["caption"], seed=1, raters="concise")}
+    assert feedback.isdisjoint(r["world"][1] for r in rows)
+
+
 def test_gate_needs_a_gain_and_no_drop() -> None:
     before = {"heldout_reward": 1.0, "query_em": 0.60, "heldout_query_em": 0.5}
     ok = decide("grpo", before, {"heldout_reward": 1.1, "query_em": 0.59, "heldout_query_em": 0.5}, Gate())
@@ -121,6 +131,7 @@ def test_gate_needs_a_gain_and_no_drop() -> None:
     ("sft", {"raters": "concise"}, "config.skills must be"),
     ("grpo", {"raters": "concise", "skills": ["caption"]}, "config.raters applies to dpo and sft"),
     ("dpo", {"skills": ["caption"]}, "config.skills: dpo's synthetic preferences exist for query only"),
+    ("dpo", {"replay_images": 8}, "config.replay_images applies to sft"),
 ])
 def test_config_errors_name_the_field(method: str, raw: object, message: str) -> None:
     with pytest.raises(InvalidArgument, match=message.replace(".", r"\.").replace("[", r"\[")):

@@ -25,7 +25,7 @@ class CreateJob(msgspec.Struct, forbid_unknown_fields=True):
     config: Annotated[dict[str, Any], msgspec.Meta(description=(
         "steps, learning_rate, beta, num_generations, prompts_per_step, max_completion_length, temperature, top_k, "
         "lora_rank, lora_alpha, seed, skills, source (synthetic|rewards), raters (accurate|concise), train_images, "
-        "heldout_images, "
+        "heldout_images, replay_images (sft), "
         "gate {alias, promote, min_gain, max_skill_drop}"))] = {}
 
 
