@@ -10,10 +10,14 @@ held-out = the synthetic test split), exactly as a job does, and reads its resul
 
 `--config '{"steps": 40}'` overrides the job config; the reward function (grpo) is by default
 "name the colour, be right, be short" on queries; `--reward caption` is the caption reward (name
-the colours, say the right objects, in fewer words), the acceptance run:
+the colours, say the right objects, in fewer words), the acceptance run (on the current model it
+needs the long, gentle schedule):
 
     python bench/training_methods.py --method grpo --seeds 0 1 2 --reward caption --config \
-      '{"skills": ["caption"], "steps": 40, "learning_rate": 5e-3, "temperature": 1.0, "max_completion_length": 64}'
+      '{"skills": ["caption"], "steps": 400, "learning_rate": 5e-4, "temperature": 1.0,
+        "max_completion_length": 64, "heldout_images": 64, "train_images": 1024}'
+
+Raters with a house style (dpo/sft): `--config '{"skills": ["caption"], "raters": "concise", ...}'`.
 """
 
 from __future__ import annotations
