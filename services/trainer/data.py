@@ -128,7 +128,8 @@ def replay_rows(n_images: int, skills: Iterable[str], seed: int) -> list[dict[st
     """Prompts of `skills` on `n_images` unseen train images, to be answered by the policy before
     training and trained on as they are (rehearsal, sft's `replay_images`): a LoRA adapter changes
     every prompt's answers, and feedback on one skill alone moved the others (concise captions:
-    detect F1 -27 points), so the adapter also learns to leave these answers as they were."""
+    detect F1 -27 points), so the adapter also learns to leave these answers as they were
+    (measured at 64 images: query answers kept, detect not yet)."""
     rows = synthetic_rows("sft", "train", REPLAY_START + seed * n_images, n_images, skills, seed=seed)
     return [{k: v for k, v in r.items() if k != "target"} | {"replay": True} for r in rows]
 
