@@ -14,10 +14,10 @@ from typing import Any
 
 from dreamforge.grpcio import InvalidArgument
 from dreamforge.model.skills import MAX_NEW_TOKENS
+from services.trainer.data import RATERS  # the simulated raters of synthetic dpo/sft data, and the skill each judges
 
 METHODS = ("grpo", "dpo", "sft")
 SOURCES = ("synthetic", "rewards")
-RATERS = ("accurate", "concise")  # the simulated raters of synthetic dpo/sft data (services/trainer/data.py)
 SKILLS = tuple(MAX_NEW_TOKENS)
 MAX_LR = 5e-3
 
@@ -121,11 +121,12 @@ def parse_config(method: str, raw: str | dict[str, Any] | None) -> JobConfig:
     if cfg.replay_images and method != "sft":
         raise InvalidArgument("config.replay_images applies to sft (dpo keeps near the base through beta, grpo "
                               "through its KL penalty)")
-    if cfg.raters == "concise":
+    if cfg.raters != "accurate":
         if method == "grpo":
             raise InvalidArgument("config.raters applies to dpo and sft: grpo learns from its reward function")
-        if cfg.skills != ["caption"]:
-            raise InvalidArgument('config.skills must be ["caption"] with concise raters: they judge captions')
+        if cfg.skills != [RATERS[cfg.raters]]:
+            raise InvalidArgument(f'config.skills must be ["{RATERS[cfg.raters]}"] with {cfg.raters} raters: '
+                                  f"they judge {RATERS[cfg.raters]}s")
     elif method == "dpo" and cfg.skills != ["query"] and "skills" in raw:
         raise InvalidArgument("config.skills: dpo's synthetic preferences exist for query only (captions "
                               "with config.raters \"concise\")")

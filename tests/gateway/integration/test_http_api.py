@@ -10,6 +10,7 @@ import hashlib
 import httpx
 import pytest
 
+from services.gateway.keys import parse_key
 from tests.gateway.conftest import Account, Stack
 
 
@@ -41,8 +42,8 @@ async def test_missing_malformed_and_wrong_keys_are_401_saying_why(stack: Stack)
         assert reply.headers["www-authenticate"].startswith("Bearer")
         # a real key id with a wrong secret is just as unknown
         good = await stack.account()
-        prefix, key_id, _secret = good.key.split("_", 2)  # the secret may itself contain "_"
-        forged = f"{prefix}_{key_id}_{'y' * 43}"
+        key_id, _secret = parse_key(good.key)
+        forged = f"df_{key_id}_{'y' * 43}"
         assert_error(await c.get("/v1/models", headers={"Authorization": f"Bearer {forged}"}), 401, "unknown")
 
 
