@@ -98,7 +98,8 @@ def main() -> None:
     parser.add_argument("--method", choices=sorted(DEFAULTS), default="grpo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", default="{}", help="JSON overrides of the job config")
-    parser.add_argument("--eval-images", type=int, default=4, help="test images of the skill-metric evaluation")
+    parser.add_argument("--eval-images", type=int, default=200,
+                        help="test images of the skill-metric evaluation (the service's default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reward", default="", help="reward function JSON (grpo), or 'caption' for the caption "
                         "reward (colour, content, short); default: colour, right, short")

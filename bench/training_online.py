@@ -228,7 +228,7 @@ if __name__ == "__main__":
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--idle-s", type=float, default=30.0)
-    parser.add_argument("--eval-images", type=int, default=24, help="test images of the gate's skill metrics")
+    parser.add_argument("--eval-images", type=int, default=200, help="test images of the gate's skill metrics")
     parser.add_argument("--heldout-images", type=int, default=64)
     parser.add_argument("--train-images", type=int, default=1024)
     asyncio.run(main(parser.parse_args()))
