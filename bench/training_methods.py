@@ -37,7 +37,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services.trainer.config import Gate  # noqa: E402
 from services.trainer.data import feedback_rows  # noqa: E402
+from services.trainer.gate import decide  # noqa: E402
 from services.trainer.settings import DEFAULT_MODEL_DIR  # noqa: E402
 
 COLOUR_AND_SHORT = {"terms": [
@@ -111,7 +113,7 @@ def main() -> None:
     primary = PRIMARY[args.method]
     keys = [primary, "heldout_reward", "heldout_query_em", "heldout_words", "heldout_caption_words",
             "heldout_caption_content", "query_em", "caption_content",
-            "detect_f1", "point_hit_rate"]
+            "detect_f1", "detect_miou", "point_hit_rate"]
     keys = list(dict.fromkeys(k for k in keys if k in results[0]["eval_before"]))
     print(f"\n{args.method} on {DEFAULT_MODEL_DIR.name}, {platform.machine()} {os.cpu_count()} CPUs, "
           f"threads={args.threads}, seeds={args.seeds}, config={json.dumps(config)}\n")
@@ -127,6 +129,10 @@ def main() -> None:
           f"job wall time (load + 2 evaluations + training + save): {mean_sd([r['wall_seconds'] for r in results])} s")
     for seed, r in zip(args.seeds, results, strict=True):
         print(f"seed {seed}: " + ", ".join(f"{k} {r['eval_before'][k]:.3f} -> {r['eval_after'][k]:.3f}" for k in keys))
+    for seed, r in zip(args.seeds, results, strict=True):  # what the service's default gate would do
+        verdict = decide(args.method, r["eval_before"], r["eval_after"], Gate())
+        print(f"seed {seed}: default gate {'promotes' if verdict['passed'] else 'refuses'}"
+              + (f" ({'; '.join(verdict['reasons'])})" if verdict["reasons"] else ""))
     for r in results:
         if r.get("warnings"):
             print("warnings:", r["warnings"])
