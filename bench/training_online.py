@@ -6,7 +6,7 @@ the training job runs in the trainer's worker process, as in production. Ratings
 `reward.scored` events the feedback service publishes (same payloads, images in the platform's
 image store); load is CLIENTS concurrent `Query` calls on the inference service's gRPC API.
 
-    python bench/training_online.py [--n 8] [--steps 400] [--lr 3e-4] [--clients 4] [--idle-s 30]
+    python bench/training_online.py [--n 8] [--steps 400] [--lr 5e-4] [--clients 4] [--idle-s 30]
 
 The defaults are the acceptance run (about 20 minutes on 2 CPU cores); `--steps 40 --train-images 64
 --heldout-images 32 --eval-images 4` is a quick smoke run of the same loop.
@@ -225,7 +225,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=8, help="ratings that trigger the job (policy every_n_rewards)")
     parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--idle-s", type=float, default=30.0)
     parser.add_argument("--eval-images", type=int, default=200, help="test images of the gate's skill metrics")
