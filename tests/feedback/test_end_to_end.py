@@ -1,6 +1,8 @@
 """End to end on a whole platform (`dreamforge up`): serve real outputs of the default model, rate them
 through the HTTP API with three raters (scores, a pairwise preference, a correction), and see the
-`reward.scored` events on NATS with the right rewards, retrievable images and the agreement figure."""
+`reward.scored` events on NATS with the right rewards, retrievable images and the agreement figure;
+then ratings of a tenant's own model start its online training policy's GRPO job, whose version the
+gate promotes and inference serves."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ SCORES = {"rater_a": [5, 4, 2, 1, 3], "rater_b": [5, 5, 2, 1, 4], "rater_c": [4,
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, dict[str, str], Path]]:
     home = tmp_path_factory.mktemp("feedback-e2e") / "home"
-    env = platform_env_for(home)
+    env = {**platform_env_for(home), "DREAMFORGE_EVAL_IMAGES": "2"}  # a short gate evaluation
     up = Up(env)
     try:
         up.wait_for("DreamForge is up", timeout_s=180)
@@ -143,6 +145,59 @@ def test_three_raters_to_reward_events(platform: tuple[str, str, dict[str, str],
     assert (score_task["items"], score_task["raters"], score_task["ratings"]) == (5, 3, 15)
     assert score_task["alpha"] == pytest.approx(expected_alpha)
     print(f"\nKrippendorff's alpha (query, score, 3 raters x 5 outputs): {score_task['alpha']:.3f}")
+
+
+def test_ratings_start_the_online_job_and_its_version_is_served(
+        platform: tuple[str, str, dict[str, str], Path]) -> None:
+    """The whole loop over HTTP: serve v1 of a model, rate four answers, and the policy (every 4 rewards)
+    trains on them; the gate (made permissive: a 2-step job proves the loop, not a gain) promotes v2."""
+    base, admin_key, _, _ = platform
+    with _client(base, admin_key) as admin:
+        tenant = admin.post("/v1/admin/tenants", json={"name": "online-inc"}).json()["id"]
+        ml_key, rater_key = (admin.post("/v1/admin/keys", json={"tenant_id": tenant, "scopes": scopes}).json()["key"]
+                             for scopes in (["app", "ml"], ["rater"]))
+    image = to_data_url(get_sample("test", 3, 96).image)
+    with _client(base, ml_key) as ml:
+        assert ml.post("/v1/models", json={"name": "shapes"}).status_code == 201
+        assert ml.post("/v1/models/shapes/versions", json={}).status_code == 201
+        assert ml.post("/v1/models/shapes/promote", json={"version": 1}).status_code == 200
+        assert ml.post("/v1/reward-functions", json={"name": "stars", "definition": {
+            "terms": [{"metric": "human_rating", "weight": 1.0}]}, "active": True}).status_code == 201
+        policy = ml.put("/v1/training/policy", json={
+            "model": "shapes", "every_n_rewards": 4, "min_rewards": 4, "method": "grpo",
+            "reward_function": {"terms": [{"metric": "colour_mention", "weight": 1.0}]},
+            "config": {"steps": 2, "prompts_per_step": 2, "num_generations": 4, "heldout_images": 2,
+                       "gate": {"min_gain": -1.0, "max_skill_drop": 1.0}}})
+        assert policy.status_code == 200, policy.text
+        served = []
+        for question in ("what colour is the circle?", "how many shapes are there?", "is there a star?",
+                         "what shape is the red one?"):
+            r = ml.post("/v1/query", json={"model": "shapes", "image_url": image, "question": question})
+            assert r.status_code == 200 and r.json()["version"] == 1, r.text
+            served.append(r.json()["request_id"])
+        for rid in served:
+            _wait_stored(ml, rid)
+    with _client(base, rater_key) as rater:
+        for score, rid in zip((5, 2, 4, 1), served, strict=True):
+            r = rater.post("/v1/feedback", json={"request_id": rid, "kind": "score", "value": score})
+            assert r.status_code == 201, r.text
+    with _client(base, ml_key) as ml:
+        deadline = time.monotonic() + 240
+        while not (jobs := ml.get("/v1/training/jobs", params={"model": "shapes"}).json()["jobs"]) \
+                or jobs[0]["status"] not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline, f"no finished job from the policy: {jobs}"
+            time.sleep(0.5)
+        job = ml.get(f"/v1/training/jobs/{jobs[0]['id']}").json()  # the list leaves out each job's history
+        assert (job["status"], job["trigger"], job["method"]) == ("succeeded", "policy", "grpo"), job
+        assert job["result_version"] == 2 and job["promoted"] and job["gate"]["passed"]
+        assert job["eval_before"] and job["eval_after"] and [p["step"] for p in job["history"]] == [1, 2]
+        policy = ml.get("/v1/training/policy", params={"model": "shapes"}).json()
+        assert policy["pending_rewards"] == 0 and policy["last_triggered_at"]  # the four ratings were used
+        deadline = time.monotonic() + 30
+        while (r := ml.post("/v1/query", json={"model": "shapes", "image_url": image,
+                                              "question": "what colour is the circle?"})).json()["version"] != 2:
+            assert r.status_code == 200 and time.monotonic() < deadline, r.text
+            time.sleep(0.1)
 
 
 async def _events(nats_url: str, n: int) -> list[Any]:
