@@ -129,8 +129,7 @@ def main() -> None:
           f"job wall time (load + 2 evaluations + training + save): {mean_sd([r['wall_seconds'] for r in results])} s")
     for seed, r in zip(args.seeds, results, strict=True):
         print(f"seed {seed}: " + ", ".join(f"{k} {r['eval_before'][k]:.3f} -> {r['eval_after'][k]:.3f}" for k in keys))
-    for seed, r in zip(args.seeds, results, strict=True):  # what the service's default gate would do
-        verdict = decide(args.method, r["eval_before"], r["eval_after"], Gate())
+        verdict = decide(args.method, r["eval_before"], r["eval_after"], Gate())  # as the service's default gate
         print(f"seed {seed}: default gate {'promotes' if verdict['passed'] else 'refuses'}"
               + (f" ({'; '.join(verdict['reasons'])})" if verdict["reasons"] else ""))
     for r in results:
