@@ -34,7 +34,7 @@ from dreamforge.world import DEFAULT_MIX, Sample, get_sample
 
 # Seconds per step measured on the reference CPU (2 cores of an AMD EPYC with AVX-512 BF16, torch threads = 2,
 # bf16 autocast, a busy machine) for the default spec and batch. On an AVX-512 Xeon without BF16 (fp32, see
-# bf16_is_native) a quiet machine takes 0.163 / 0.238 s, so the same steps fit in about 17 minutes there.
+# bf16_is_native) short probes on a quiet machine took 0.163 / 0.238 s, i.e. roughly 17-20 minutes for these steps.
 CALIBRATION = {"vision_step_s": 0.25, "step_s": 0.40}
 VISION_SHARE = 0.25  # share of the budget spent on the vision warm-up
 
