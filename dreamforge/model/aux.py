@@ -134,12 +134,13 @@ def alignment_loss(
 
 
 class AttentionTargets:
-    """Where three language-model heads should look, from the world's ground truth (training only).
+    """Where language-model heads should look, from the world's ground truth (training only). Which layer
+    learns which kind is `TrainConfig`'s (default: ground 1, route 2, locate 1 and 3).
 
-    - `ground` (layer 0): every referring noun of a prompt (`circle`, `circles`, `object`, `shapes`, with
-      the colour and size words before it) looks at the image tokens at the centres of the objects it names;
-    - `route` (layer 1): the position that starts a query's answer looks at the referring nouns;
-    - `locate` (layer 1): the positions that predict each location token of a detect/point answer look at the
+    - `ground`: every referring noun of a prompt (`circle`, `circles`, `object`, `shapes`, with the colour and
+      size words before it) looks at the image tokens at the centres of the objects it names;
+    - `route`: the position that starts a query's answer looks at the referring nouns;
+    - `locate`: the positions that predict each location token of a detect/point answer look at the
       image token at the centre of that object (whose features carry its location tokens), and so do the
       positions that predict each object's size, colour and shape words in a normal or long caption.
     """

@@ -63,6 +63,11 @@ class TrainConfig:
     curriculum: float = 0.0  # share of the main steps drawn from simpler scenes (1-3 objects)
     autocast: bool | None = None  # bf16 autocast; None: where the hardware computes bf16 natively (bf16_is_native)
     grad_clip: float = 1.0
+    # Layers of the heads that learn where to look (AttentionTargets; see "Supervised attention" in the model's
+    # README for why these): `ground` (head 0), `route` (head 0) and each `locate` layer (head 1).
+    ground_layer: int = 1
+    route_layer: int = 2
+    locate_layers: tuple[int, ...] = (1, 3)
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     threads: int = 2
     device: str | None = None
@@ -128,8 +133,11 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     token_grid = grid // spec.scale_factor
     layers = model.model.text_model.layers
     # (layer, head) supervised by each kind of attention target; see AttentionTargets.
-    supervised = {"ground": (0, 0), "route": (min(1, len(layers) - 1), 0), "locate": (min(1, len(layers) - 1), 1)}
-    for li in {li for li, _ in supervised.values()}:
+    last = len(layers) - 1
+    route = min(cfg.route_layer, last)  # a shallower model keeps the order: ground below route
+    supervised = [("ground", max(min(cfg.ground_layer, route - 1), 0), 0), ("route", route, 0)]
+    supervised += [("locate", li, 1) for li in sorted({min(li, last) for li in cfg.locate_layers})]
+    for li in {li for _, li, _ in supervised}:
         hooks.append(
             layers[li].self_attn.register_forward_pre_hook(
                 lambda m, a, kw, li=li: captured.__setitem__(f"attn{li}", kw), with_kwargs=True
@@ -213,7 +221,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
         if targets:
             emb = model.get_input_embeddings().weight
             att = value = emb.new_zeros((), dtype=torch.float32)
-            for kind, (li, hd) in supervised.items():
+            for kind, li, hd in supervised:
                 a, v = head_losses(
                     layers[li].self_attn, captured[f"attn{li}"], targets[kind], hd, batch["attention_mask"], emb,
                     classes, box_head,
