@@ -132,7 +132,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     ]
     token_grid = grid // spec.scale_factor
     layers = model.model.text_model.layers
-    # (layer, head) supervised by each kind of attention target; see AttentionTargets.
+    # (kind of attention target, layer, head) for every supervised head; see AttentionTargets.
     last = len(layers) - 1
     route = min(cfg.route_layer, last)  # a shallower model keeps the order: ground below route
     supervised = [("ground", max(min(cfg.ground_layer, route - 1), 0), 0), ("route", route, 0)]
