@@ -2,8 +2,9 @@
 
 Real VLMs start from a pretrained vision encoder. The default model has none, so training gives the
 vision tower direct, per-patch targets from the world's ground truth: for every patch whose centre lies
-in an object's box, the object's colour, shape and size, its box and centre coordinates, and whether the
-object's centre falls in this patch. A linear head reads them from the tower's output, so the features
+in an object's box, the object's colour, shape and size, its box and centre coordinates, whether the
+object's centre falls in this patch, its rank from the left (1 = leftmost: the order captions and boxes list
+objects in) and how many objects the image holds. A linear head reads them from the tower's output, so the features
 the connector hands to the language model encode them linearly. The head is dropped after training.
 """
 
@@ -16,18 +17,21 @@ from torch.nn import functional as F
 
 from dreamforge.model.data import location_ids
 from dreamforge.world import COLOURS, PLURALS, SHAPES, Sample
+from dreamforge.world.scene import MAX_OBJECTS
 from dreamforge.world.tasks import LOCATION_FAMILIES, location_bins
 
 _COLOURS, _SHAPES = list(COLOURS), list(SHAPES)
 N_COLOUR, N_SHAPE, N_SIZE = len(_COLOURS) + 1, len(_SHAPES) + 1, 3  # class 0 = background
 N_REG = 6  # x_min, y_min, x_max, y_max, x_centre, y_centre
+N_RANK = MAX_OBJECTS + 1  # class 0 = background; also the classes of "how many objects", read on every object patch
+RANK_WORDS = ("one", "two", "three", "four", "five", "six")  # an object's rank reads as these words
 _VALUES = (_COLOURS, _SHAPES, ["small", "large"])
 
 
 class AuxHead(nn.Module):
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.proj = nn.Linear(hidden, N_COLOUR + N_SHAPE + N_SIZE + 1 + N_REG)
+        self.proj = nn.Linear(hidden, N_COLOUR + N_SHAPE + N_SIZE + 1 + N_REG + 2 * N_RANK)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.proj(features)
@@ -35,19 +39,22 @@ class AuxHead(nn.Module):
 
 def patch_targets(samples: list[Sample], grid: int) -> dict[str, torch.Tensor]:
     n = len(samples)
-    cls = np.zeros((n, grid * grid, 3), dtype=np.int64)
+    cls = np.zeros((n, grid * grid, 5), dtype=np.int64)  # colour, shape, size, rank, number of objects
     centre = np.zeros((n, grid * grid), dtype=np.float32)
     reg = np.zeros((n, grid * grid, N_REG), dtype=np.float32)
     mask = np.zeros((n, grid * grid), dtype=bool)
     cs = (np.arange(grid) + 0.5) / grid
     for k, s in enumerate(samples):
-        for o in s.objects:
+        for rank, o in enumerate(s.objects, start=1):
             x0, y0, x1, y1 = o.box
             cx, cy = o.centre
             for yy in np.where((cs >= y0) & (cs <= y1))[0]:
                 for xx in np.where((cs >= x0) & (cs <= x1))[0]:
                     j = yy * grid + xx
-                    cls[k, j] = (_COLOURS.index(o.colour) + 1, _SHAPES.index(o.shape) + 1, 1 + (o.size == "large"))
+                    cls[k, j] = (
+                        _COLOURS.index(o.colour) + 1, _SHAPES.index(o.shape) + 1, 1 + (o.size == "large"), rank,
+                        len(s.objects),
+                    )  # fmt: skip
                     reg[k, j] = (x0, y0, x1, y1, cx, cy)
                     mask[k, j] = True
             centre[k, min(int(cy * grid), grid - 1) * grid + min(int(cx * grid), grid - 1)] = 1.0
@@ -64,42 +71,47 @@ def aux_loss(head: AuxHead, features: torch.Tensor, samples: list[Sample], grid:
     t = {k: v.to(features.device) for k, v in patch_targets(samples, grid).items()}
     out = head(features.float())
     a, b, c = N_COLOUR, N_COLOUR + N_SHAPE, N_COLOUR + N_SHAPE + N_SIZE
+    d = c + 1 + N_REG
     loss = (
         F.cross_entropy(out[..., :a].reshape(-1, a), t["cls"][..., 0].reshape(-1))
         + F.cross_entropy(out[..., a:b].reshape(-1, N_SHAPE), t["cls"][..., 1].reshape(-1))
         + F.cross_entropy(out[..., b:c].reshape(-1, N_SIZE), t["cls"][..., 2].reshape(-1))
+        + F.cross_entropy(out[..., d : d + N_RANK].reshape(-1, N_RANK), t["cls"][..., 3].reshape(-1))
+        + F.cross_entropy(out[..., d + N_RANK :].reshape(-1, N_RANK), t["cls"][..., 4].reshape(-1))
         + F.binary_cross_entropy_with_logits(out[..., c], t["centre"])
     )
     if t["mask"].any():
-        loss = loss + 10 * F.smooth_l1_loss(out[..., c + 1 :][t["mask"]], t["reg"][t["mask"]], beta=0.02)
+        loss = loss + 10 * F.smooth_l1_loss(out[..., c + 1 : d][t["mask"]], t["reg"][t["mask"]], beta=0.02)
     return loss
 
 
 def token_targets(samples: list[Sample], grid: int) -> torch.Tensor:
     """Per image token (after pixel shuffle, `grid` x `grid`): class indices of the object whose centre lies in
     the token's cell, 0 where none does: colour, shape, size, then 1 + its location bins (centre x, centre y,
-    width, height: the location tokens of `dreamforge.world.tasks`)."""
-    out = np.zeros((len(samples), grid * grid, 3 + len(LOCATION_FAMILIES)), dtype=np.int64)
+    width, height: the location tokens of `dreamforge.world.tasks`), then its rank from the left (1-based)."""
+    out = np.zeros((len(samples), grid * grid, 4 + len(LOCATION_FAMILIES)), dtype=np.int64)
     for k, s in enumerate(samples):
-        for o in s.objects:
+        for rank, o in enumerate(s.objects, start=1):
             cx, cy = o.centre
             j = min(int(cy * grid), grid - 1) * grid + min(int(cx * grid), grid - 1)
             out[k, j] = (
                 _COLOURS.index(o.colour) + 1, _SHAPES.index(o.shape) + 1, 1 + (o.size == "large"),
-                *(1 + b for b in location_bins(o.box)),
+                *(1 + b for b in location_bins(o.box)), rank,
             )  # fmt: skip
     return torch.from_numpy(out)
 
 
 def word_ids(tokenizer) -> list[list[int]]:
     """Token ids of the classes an image token is read as: [none, colours...], [none, shapes...],
-    [none, small, large], then per location family [none, <x_0>, ..., <x_47>] (y, w, h likewise)."""
+    [none, small, large], then per location family [none, <x_0>, ..., <x_47>] (y, w, h likewise), then the
+    object's rank [none, one, ..., six]."""
     ids = tokenizer.convert_tokens_to_ids
     return [
         [ids("none"), *[ids(c) for c in _COLOURS]],
         [ids("none"), *[ids(s) for s in _SHAPES]],
         [ids("none"), ids("small"), ids("large")],
         *[[ids("none"), *family] for family in location_ids(tokenizer).tolist()],
+        [ids("none"), *[ids(w) for w in RANK_WORDS]],
     ]
 
 
@@ -118,15 +130,15 @@ def alignment_loss(
     sigma: float = 1.0,
 ):  # fmt: skip
     """Image tokens (connector output) classified against the language model's own word embeddings, so the
-    token at an object's centre looks like `<colour> + <shape> + <size> + <x_i> + <y_j> + <w_k> + <h_l>` to
-    the language model, and a location answer is a copy of what the image token already says. Location
+    token at an object's centre looks like `<colour> + <shape> + <size> + <x_i> + <y_j> + <w_k> + <h_l> + <rank>`
+    to the language model, and a location answer is a copy of what the image token already says. Location
     bins get Gaussian targets (`sigma` bins), so a near miss costs less than a far one."""
     t = token_targets(samples, grid).to(image_tokens.device)
     loss = image_tokens.new_zeros(())
     for a, ids in enumerate(classes):
         logits = (image_tokens.float() @ embeddings[ids].float().T).reshape(-1, len(ids))
         target = t[..., a].reshape(-1)
-        if a >= 3 and sigma > 0:
+        if 3 <= a < 3 + len(LOCATION_FAMILIES) and sigma > 0:
             loss = loss + F.cross_entropy(logits, _soft_bins(target, len(ids), sigma))
         else:
             loss = loss + F.cross_entropy(logits, target)
@@ -149,14 +161,15 @@ class AttentionTargets:
         ids = tokenizer.convert_tokens_to_ids
         self.image_id, self.grid = image_token_id, grid
         self.user, self.colon, self.eos, self.sep = ids("user"), ids(":"), ids(tokenizer.eos_token), ids(",")
+        self.list_end = {self.sep, ids("and"), ids(".")}  # what may follow an item of a caption's list
         self.colour = {ids(c): c for c in _COLOURS}
         self.size = {ids("small"): "small", ids("large"): "large"}
         self.noun = {ids(s): s for s in _SHAPES} | {ids(PLURALS[s]): s for s in _SHAPES}
         self.generic = {ids("object"), ids("shapes")}
 
     def __call__(self, batch, samples: list[Sample], conversations) -> dict[str, list[tuple]]:
-        """Per kind, (row, position, target positions, objects named) entries."""
-        out: dict[str, list[tuple]] = {"ground": [], "route": [], "locate": []}
+        """Per kind, (row, position, target positions, objects named, their ranks from the left) entries."""
+        out: dict[str, list[tuple]] = {"ground": [], "route": [], "locate": [], "recall": [], "next": []}
         ids, turns = batch["input_ids"], batch["turns"]
         g = self.grid
         for r, (sample, tasks) in enumerate(zip(samples, conversations, strict=True)):
@@ -169,6 +182,10 @@ class AttentionTargets:
                 for o in sample.objects
             ]
             starts = [j for j in range(1, len(seq)) if seq[j] == self.colon and seq[j - 1] == self.user]
+
+            def add(kind: str, pos: int, targets: list[int], objs: list, sample=sample, r=r) -> None:
+                out[kind].append((r, pos, targets, objs, [sample.objects.index(o) + 1 for o in objs]))
+
             for k, task in enumerate(tasks, start=1):
                 if k > len(starts):
                     break
@@ -186,30 +203,59 @@ class AttentionTargets:
                             back -= 1
                         objs = [o for o in sample.objects if all(getattr(o, a) == v for a, v in attrs.items())]
                         if objs:
-                            out["ground"].append((r, j, [cells[sample.objects.index(o)] for o in objs], objs))
+                            add("ground", j, [cells[sample.objects.index(o)] for o in objs], objs)
                         nouns.append((j, objs))
                     j += 1
                 span = (turns[r] == k).nonzero().flatten().tolist()
                 if not span:
                     continue
+                mentions = [p for p in span if seq[p] in self.colour and p + 1 < len(seq) and seq[p + 1] in self.noun]
                 if task.skill == "caption" and task.kind in ("normal", "long"):
-                    # Objects are described in order, each as `<size> <colour> <shape>`: the positions that
-                    # predict those three words look at that object's image token (and copy what it says).
-                    mentions = [
-                        p for p in span if seq[p] in self.colour and p + 1 < len(seq) and seq[p + 1] in self.noun
-                    ]
-                    for p, obj in zip(mentions, sample.objects, strict=False):
+                    # Objects are described left to right, each as `<size> <colour> <shape>`: the positions that
+                    # predict those three words look at that object's image token (and copy what it says, its
+                    # rank included); the position that starts the next description looks back at the previous
+                    # one (`recall`), to learn which rank comes next.
+                    for m, (p, obj) in enumerate(zip(mentions, sample.objects, strict=False)):
                         for q in (p - 2, p - 1, p):
-                            out["locate"].append((r, q, [cells[sample.objects.index(obj)]], [obj]))
+                            add("locate", q, [cells[sample.objects.index(obj)]], [obj])
+                        if m:
+                            add("recall", p - 2, [mentions[m - 1]], [sample.objects[m - 1]])
+                        # The position that writes what follows the item (`,`, `and`, or the end of the list) looks at
+                        # the next object, or at the sequence start when there is none (`next`).
+                        end = p + 2  # a normal caption's item ends with its shape word, a long one's with a place
+                        if task.kind == "long":
+                            end = next((q for q in span if q > p + 1 and seq[q] in self.list_end), end)
+                        after = sample.objects[m + 1 : m + 2]
+                        add("next", end - 1, [cells[m + 1]] if after else [0], after)
+                elif task.skill == "caption":
+                    # A short caption names groups (`two red circles`) in the order of their leftmost member: the
+                    # positions that predict a group's words look at all its members.
+                    names = list(dict.fromkeys(o.name for o in sample.objects))
+                    for m, (p, name) in enumerate(zip(mentions, names, strict=False)):
+                        objs = [o for o in sample.objects if o.name == name]
+                        for q in (p - 2, p - 1, p):
+                            add("locate", q, [cells[sample.objects.index(o)] for o in objs], objs)
+                        after = [o for o in sample.objects if m + 1 < len(names) and o.name == names[m + 1]]
+                        add("next", p + 1, [cells[sample.objects.index(o)] for o in after] or [0], after)
                 elif task.skill == "query" and nouns:
                     named = [o for _, objs in nouns for o in objs]
-                    out["route"].append((r, span[0] - 1, [j for j, _ in nouns], named if len(nouns) == 1 else []))
-                elif task.skill in ("detect", "point") and task.refs:
+                    add("route", span[0] - 1, [j for j, _ in nouns], named if len(nouns) == 1 else [])
+                elif task.skill in ("detect", "point"):
+                    # Each box is written from the position before it on; the position after a box's last
+                    # location token (and the one that starts the answer) looks at the next match, or at the
+                    # sequence start when there is none (`next`, which decides `,` or the end, and `none`).
                     box_starts = [span[0] - 1] + [p for p in span if seq[p] == self.sep]
                     arity = 4 if task.skill == "detect" else 2
-                    for p, i in zip(box_starts, task.refs, strict=False):
+                    refs = list(task.refs)
+                    first = [sample.objects[refs[0]]] if refs else []
+                    add("next", span[0] - 1, [cells[refs[0]]] if refs else [0], first)
+                    for m, (p, i) in enumerate(zip(box_starts, refs, strict=False)):
                         for d in range(arity):
-                            out["locate"].append((r, p + d, [cells[i]], [sample.objects[i]]))
+                            add("locate", p + d, [cells[i]], [sample.objects[i]])
+                        if m:
+                            add("recall", p, [box_starts[m - 1] + arity - 1], [sample.objects[refs[m - 1]]])
+                        after = refs[m + 1 : m + 2]
+                        add("next", p + arity, [cells[after[0]]] if after else [0], [sample.objects[i] for i in after])
         return out
 
 
@@ -220,34 +266,36 @@ def head_losses(
     loss of what it brings back). What it brings back (its output through o_proj) must name the colour, shape
     and size of the objects named (scored against the word embeddings, as the tied output layer does), and,
     for a single object, its location tokens and its box (through `box_head`, training only)."""
-    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+    from transformers.models.llama.modeling_llama import rotate_half
 
     zero = embeddings.new_zeros((), dtype=torch.float32)
     if not targets:
         return zero, zero
+    # Only the target positions' queries are needed: score them against every key of their row.
     h = captured["hidden_states"].float()
-    cos, sin = (t.float() for t in captured["position_embeddings"])
-    s = h.shape[1]
+    cos, sin = (t.float().expand(h.shape[0], -1, -1) for t in captured["position_embeddings"])
     hd = attn.head_dim
     kv = head // (attn.config.num_attention_heads // attn.config.num_key_value_heads)
-    q = h @ attn.q_proj.weight.float()[head * hd : (head + 1) * hd].T
-    k = h @ attn.k_proj.weight.float()[kv * hd : (kv + 1) * hd].T
-    v = h @ attn.v_proj.weight.float()[kv * hd : (kv + 1) * hd].T
-    q, k = apply_rotary_pos_emb(q[:, None], k[:, None], cos, sin)
-    scores = (q[:, 0] @ k[:, 0].transpose(-1, -2)) * attn.scaling  # batch, seq, seq
-    causal = torch.ones(s, s, dtype=torch.bool, device=h.device).triu(1)
-    scores = scores.masked_fill(causal[None] | (attention_mask[:, None, :] == 0), float("-inf"))
-    logp = scores.log_softmax(-1)
     rows = torch.tensor([t[0] for t in targets], device=h.device)
     pos = torch.tensor([t[1] for t in targets], device=h.device)
-    att = torch.stack([-torch.logsumexp(logp[r, p, cells], 0) for r, p, cells, _ in targets]).mean()
-    out = (logp[rows, pos].exp()[:, None, :] @ v[rows])[:, 0] @ attn.o_proj.weight.float()[
-        :, head * hd : (head + 1) * hd
-    ].T
+    q = h[rows, pos] @ attn.q_proj.weight.float()[head * hd : (head + 1) * hd].T  # targets, head_dim
+    q = q * cos[rows, pos] + rotate_half(q) * sin[rows, pos]
+    k = h @ attn.k_proj.weight.float()[kv * hd : (kv + 1) * hd].T
+    k = k * cos + rotate_half(k) * sin
+    v = h @ attn.v_proj.weight.float()[kv * hd : (kv + 1) * hd].T
+    scores = torch.einsum("nd,nsd->ns", q, k[rows]) * attn.scaling  # targets, seq
+    keys = torch.arange(h.shape[1], device=h.device)
+    scores = scores.masked_fill((keys[None] > pos[:, None]) | (attention_mask[rows] == 0), float("-inf"))
+    logp = scores.log_softmax(-1)
+    wanted = torch.zeros_like(logp, dtype=torch.bool)
+    for n, (_, _, cells, *_) in enumerate(targets):
+        wanted[n, cells] = True
+    att = -torch.logsumexp(logp.masked_fill(~wanted, float("-inf")), -1).mean()
+    out = (logp.exp()[:, None, :] @ v[rows])[:, 0] @ attn.o_proj.weight.float()[:, head * hd : (head + 1) * hd].T
     value = zero
     for a, (attr, ids) in enumerate(zip(("colour", "shape", "size"), classes[:3], strict=True)):
         labels = []
-        for *_, objs in targets:
+        for *_, objs, _ in targets:
             vals = {getattr(o, attr) for o in objs}
             labels.append(1 + _VALUES[a].index(vals.pop()) if len(vals) == 1 else -100)
         lab = torch.tensor(labels, device=h.device)
@@ -255,11 +303,15 @@ def head_losses(
             value = value + F.cross_entropy(out @ embeddings[ids].float().T, lab, ignore_index=-100)
     single = [i for i, t in enumerate(targets) if len(t[3]) == 1]
     if single and len(classes) > 3:
-        # A single object: what the head brings back must also read as its location tokens.
+        # A single object: what the head brings back must also read as its location tokens and its rank.
+        n_loc = len(LOCATION_FAMILIES)
         bins = torch.tensor([location_bins(targets[i][3][0].box) for i in single], device=h.device)
-        for ids, b in zip(classes[3:], bins.T, strict=True):
+        for ids, b in zip(classes[3 : 3 + n_loc], bins.T, strict=True):
             lab = b + 1
             value = value + F.cross_entropy(out[single] @ embeddings[ids].float().T, lab) / 4
+        if len(classes) > 3 + n_loc:
+            ranks = torch.tensor([targets[i][4][0] for i in single], device=h.device)
+            value = value + F.cross_entropy(out[single] @ embeddings[classes[3 + n_loc]].float().T, ranks)
     if single and box_head is not None:
         boxes = torch.tensor([targets[i][3][0].box for i in single], device=h.device, dtype=torch.float32)
         value = value + 10 * F.smooth_l1_loss(box_head(out[single]), boxes, beta=0.02)
@@ -269,17 +321,20 @@ def head_losses(
 @torch.no_grad()
 def patch_accuracy(head: AuxHead, vision, processor, samples: list[Sample], grid: int) -> dict[str, float]:
     """Held-out probe of the vision tower: on the patches inside objects, the share whose colour / shape / size
-    the auxiliary head reads correctly (chance: 1/6, 1/6, 1/2), and the mean absolute error of the box it
-    regresses. Shows what the image features carry, independently of the language model."""
+    the auxiliary head reads correctly (chance: 1/6, 1/6, 1/2), likewise their rank from the left and the
+    number of objects, and the mean absolute error of the box it regresses. Shows what the image features
+    carry, independently of the language model."""
     device = next(vision.parameters()).device
     pixels = processor.image_processor([[s.image] for s in samples], return_tensors="pt")["pixel_values"][:, 0]
     out = head(vision(pixel_values=pixels.to(device)).last_hidden_state.float())
     t = {k: v.to(device) for k, v in patch_targets(samples, grid).items()}
     m = t["mask"]
     a, b, c = N_COLOUR, N_COLOUR + N_SHAPE, N_COLOUR + N_SHAPE + N_SIZE
+    d = c + 1 + N_REG
+    parts = (("colour", 0, a), ("shape", a, b), ("size", b, c), ("rank", d, d + N_RANK), ("count", d + N_RANK, None))
     acc = {
         name: float((out[..., lo:hi].argmax(-1)[m] == t["cls"][..., k][m]).float().mean())
-        for k, (name, lo, hi) in enumerate((("colour", 0, a), ("shape", a, b), ("size", b, c)))
+        for k, (name, lo, hi) in enumerate(parts)
     }
-    acc["box_mae"] = float((out[..., c + 1 :][m][:, :4] - t["reg"][m][:, :4]).abs().mean())
+    acc["box_mae"] = float((out[..., c + 1 : d][m][:, :4] - t["reg"][m][:, :4]).abs().mean())
     return acc

@@ -64,9 +64,12 @@ class TrainConfig:
     autocast: bool | None = None  # bf16 autocast; None: where the hardware computes bf16 natively (bf16_is_native)
     grad_clip: float = 1.0
     # Layers of the heads that learn where to look (AttentionTargets; see "Supervised attention" in the model's
-    # README for why these): `ground` (head 0), `route` (head 0) and each `locate` layer (head 1).
+    # README for why these): `ground` (head 0), `route` (head 0), `recall` (head 1), `next` (head 2) and each
+    # `locate` layer (head 1). None: that kind is not supervised.
     ground_layer: int = 1
     route_layer: int = 2
+    recall_layer: int | None = 2
+    next_layer: int | None = 3
     locate_layers: tuple[int, ...] = (1, 3)
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     threads: int = 2
@@ -136,7 +139,12 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     last = len(layers) - 1
     route = min(cfg.route_layer, last)  # a shallower model keeps the order: ground below route
     supervised = [("ground", max(min(cfg.ground_layer, route - 1), 0), 0), ("route", route, 0)]
-    supervised += [("locate", li, 1) for li in sorted({min(li, last) for li in cfg.locate_layers})]
+    locate = sorted({min(li, last) for li in cfg.locate_layers})
+    supervised += [("locate", li, 1) for li in locate]
+    if cfg.recall_layer is not None and min(cfg.recall_layer, last) not in locate:  # one kind per head
+        supervised.append(("recall", min(cfg.recall_layer, last), 1))
+    if cfg.next_layer is not None and model.config.text_config.num_attention_heads > 2:
+        supervised.append(("next", min(cfg.next_layer, last), 2))
     for li in {li for _, li, _ in supervised}:
         hooks.append(
             layers[li].self_attn.register_forward_pre_hook(
