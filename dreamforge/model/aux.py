@@ -254,8 +254,8 @@ class AttentionTargets:
                             add("locate", p + d, [cells[i]], [sample.objects[i]])
                         if m:
                             add("recall", p, [box_starts[m - 1] + arity - 1], [sample.objects[refs[m - 1]]])
-                        after = refs[m + 1 : m + 2]
-                        add("next", p + arity, [cells[after[0]]] if after else [0], [sample.objects[i] for i in after])
+                        later = refs[m + 1 : m + 2]
+                        add("next", p + arity, [cells[a] for a in later] or [0], [sample.objects[a] for a in later])
         return out
 
 
