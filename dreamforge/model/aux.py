@@ -3,9 +3,10 @@
 Real VLMs start from a pretrained vision encoder. The default model has none, so training gives the
 vision tower direct, per-patch targets from the world's ground truth: for every patch whose centre lies
 in an object's box, the object's colour, shape and size, its box and centre coordinates, whether the
-object's centre falls in this patch, its rank from the left (1 = leftmost: the order captions and boxes list
-objects in) and how many objects the image holds. A linear head reads them from the tower's output, so the features
-the connector hands to the language model encode them linearly. The head is dropped after training.
+object's centre falls in this patch, its rank from the left (1 = leftmost: the order captions and boxes
+list objects in) and how many objects the image holds. A linear head reads them from the tower's output,
+so the features the connector hands to the language model encode them linearly. The head is dropped
+after training.
 """
 
 from __future__ import annotations
@@ -147,14 +148,20 @@ def alignment_loss(
 
 class AttentionTargets:
     """Where language-model heads should look, from the world's ground truth (training only). Which layer
-    learns which kind is `TrainConfig`'s (default: ground 1, route 2, locate 1 and 3).
+    learns which kind is `TrainConfig`'s (default: ground 1, route 2, locate 1 and 3, recall 2, next 3).
 
     - `ground`: every referring noun of a prompt (`circle`, `circles`, `object`, `shapes`, with the colour and
       size words before it) looks at the image tokens at the centres of the objects it names;
     - `route`: the position that starts a query's answer looks at the referring nouns;
     - `locate`: the positions that predict each location token of a detect/point answer look at the
       image token at the centre of that object (whose features carry its location tokens), and so do the
-      positions that predict each object's size, colour and shape words in a normal or long caption.
+      positions that predict each object's size, colour and shape words in a normal or long caption (in a
+      short caption, a group's words look at all its members);
+    - `recall`: the position that starts a caption item or a box looks at the previous one's last located
+      position, so the rank just written is at hand;
+    - `next`: the position that writes what follows an item or a box (`,`, `and`, the end), and the start of a
+      detect / point answer, looks at the next object (or group, or match), or at the sequence start (position
+      0) when none is left: the head that decides whether to go on, and `none`.
     """
 
     def __init__(self, tokenizer, image_token_id: int, grid: int) -> None:
@@ -235,7 +242,8 @@ class AttentionTargets:
                         objs = [o for o in sample.objects if o.name == name]
                         for q in (p - 2, p - 1, p):
                             add("locate", q, [cells[sample.objects.index(o)] for o in objs], objs)
-                        after = [o for o in sample.objects if m + 1 < len(names) and o.name == names[m + 1]]
+                        following = names[m + 1 : m + 2]
+                        after = [o for o in sample.objects if o.name in following]
                         add("next", p + 1, [cells[sample.objects.index(o)] for o in after] or [0], after)
                 elif task.skill == "query" and nouns:
                     named = [o for _, objs in nouns for o in objs]
@@ -265,7 +273,7 @@ def head_losses(
     """For one head of one language-model layer: (-log of the attention mass it puts on the target positions,
     loss of what it brings back). What it brings back (its output through o_proj) must name the colour, shape
     and size of the objects named (scored against the word embeddings, as the tied output layer does), and,
-    for a single object, its location tokens and its box (through `box_head`, training only)."""
+    for a single object, its location tokens, its rank and its box (through `box_head`, training only)."""
     from transformers.models.llama.modeling_llama import rotate_half
 
     zero = embeddings.new_zeros((), dtype=torch.float32)
