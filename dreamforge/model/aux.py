@@ -11,6 +11,8 @@ after training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,6 +29,7 @@ N_REG = 6  # x_min, y_min, x_max, y_max, x_centre, y_centre
 N_RANK = MAX_OBJECTS + 1  # class 0 = background; also the classes of "how many objects", read on every object patch
 RANK_WORDS = ("one", "two", "three", "four", "five", "six")  # an object's rank reads as these words
 _VALUES = (_COLOURS, _SHAPES, ["small", "large"])
+COUNT_WORDS = tuple(str(n) for n in range(MAX_OBJECTS + 1))  # how a count question is answered: `0` .. `6`
 
 
 class AuxHead(nn.Module):
@@ -152,7 +155,11 @@ class AttentionTargets:
 
     - `ground`: every referring noun of a prompt (`circle`, `circles`, `object`, `shapes`, with the colour and
       size words before it) looks at the image tokens at the centres of the objects it names;
-    - `route`: the position that starts a query's answer looks at the referring nouns;
+    - `route`: the position that starts a query's answer looks at the referring noun (a comparison's first one);
+    - `compare`: in a comparison (`are there more circles than squares?`), that position also looks at the second
+      noun, with another head, so the two counts arrive apart;
+    - `count`: not a head: every referring noun of a prompt, matched or not, with the objects it names, whose
+      number the hidden state after the `ground` layer must read as (zero included);
     - `locate`: the positions that predict each location token of a detect/point answer look at the
       image token at the centre of that object (whose features carry its location tokens), and so do the
       positions that predict each object's size, colour and shape words in a normal or long caption (in a
@@ -176,7 +183,8 @@ class AttentionTargets:
 
     def __call__(self, batch, samples: list[Sample], conversations) -> dict[str, list[tuple]]:
         """Per kind, (row, position, target positions, objects named, their ranks from the left) entries."""
-        out: dict[str, list[tuple]] = {"ground": [], "route": [], "locate": [], "recall": [], "next": []}
+        kinds = ("ground", "route", "compare", "count", "locate", "recall", "next")
+        out: dict[str, list[tuple]] = {kind: [] for kind in kinds}
         ids, turns = batch["input_ids"], batch["turns"]
         g = self.grid
         for r, (sample, tasks) in enumerate(zip(samples, conversations, strict=True)):
@@ -211,6 +219,7 @@ class AttentionTargets:
                         objs = [o for o in sample.objects if all(getattr(o, a) == v for a, v in attrs.items())]
                         if objs:
                             add("ground", j, [cells[sample.objects.index(o)] for o in objs], objs)
+                        add("count", j, [], objs)
                         nouns.append((j, objs))
                     j += 1
                 span = (turns[r] == k).nonzero().flatten().tolist()
@@ -246,8 +255,12 @@ class AttentionTargets:
                         after = [o for o in sample.objects if o.name in following]
                         add("next", p + 1, [cells[sample.objects.index(o)] for o in after] or [0], after)
                 elif task.skill == "query" and nouns:
-                    named = [o for _, objs in nouns for o in objs]
-                    add("route", span[0] - 1, [j for j, _ in nouns], named if len(nouns) == 1 else [])
+                    # One noun per head: the answer's first position brings back what the (first) noun names and
+                    # how many; a comparison's second noun comes through the `compare` head.
+                    (first, named), *rest = nouns
+                    add("route", span[0] - 1, [first], named)
+                    if task.kind == "comparison" and rest:
+                        add("compare", span[0] - 1, [rest[0][0]], rest[0][1])
                 elif task.skill in ("detect", "point"):
                     # Each box is written from the position before it on; the position after a box's last
                     # location token (and the one that starts the answer) looks at the next match, or at the
@@ -268,12 +281,15 @@ class AttentionTargets:
 
 
 def head_losses(
-    attn, captured: dict, targets, head: int, attention_mask: torch.Tensor, embeddings: torch.Tensor, classes, box_head
-) -> tuple[torch.Tensor, torch.Tensor]:
+    attn, captured: dict, targets, head: int, attention_mask: torch.Tensor, embeddings: torch.Tensor, classes, box_head,
+    count_readout: Callable[[torch.Tensor], torch.Tensor] | None = None, name_words: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """For one head of one language-model layer: (-log of the attention mass it puts on the target positions,
     loss of what it brings back). What it brings back (its output through o_proj) must name the colour, shape
     and size of the objects named (scored against the word embeddings, as the tied output layer does), and,
-    for a single object, its location tokens, its rank and its box (through `box_head`, training only)."""
+    for a single object, its location tokens, its rank and its box (through `box_head`, training only).
+    With `count_readout` (head output -> logits over 0..MAX_OBJECTS), it must also say how many objects are
+    named; `name_words=False` keeps only that (and the attention loss)."""
     from transformers.models.llama.modeling_llama import rotate_half
 
     zero = embeddings.new_zeros((), dtype=torch.float32)
@@ -301,6 +317,11 @@ def head_losses(
     att = -torch.logsumexp(logp.masked_fill(~wanted, float("-inf")), -1).mean()
     out = (logp.exp()[:, None, :] @ v[rows])[:, 0] @ attn.o_proj.weight.float()[:, head * hd : (head + 1) * hd].T
     value = zero
+    if count_readout is not None:
+        counts = torch.tensor([len(t[3]) for t in targets], device=h.device)
+        value = value + F.cross_entropy(count_readout(out), counts)
+    if not name_words:
+        return att, value
     for a, (attr, ids) in enumerate(zip(("colour", "shape", "size"), classes[:3], strict=True)):
         labels = []
         for *_, objs, _ in targets:
@@ -324,6 +345,19 @@ def head_losses(
         boxes = torch.tensor([targets[i][3][0].box for i in single], device=h.device, dtype=torch.float32)
         value = value + 10 * F.smooth_l1_loss(box_head(out[single]), boxes, beta=0.02)
     return att, value
+
+
+def count_loss(probe: nn.Module, hidden: torch.Tensor, targets) -> torch.Tensor:
+    """How many objects each referring noun names (0..MAX_OBJECTS), read by a linear `probe` (training only) from
+    `hidden`, the hidden states after the `ground` layer: a head's output is a weighted mean of what it looks at,
+    which says what the matches are but not how many, so the layer's MLP must turn it into a number (that the
+    `route` head then carries to the answer)."""
+    if not targets:
+        return hidden.new_zeros((), dtype=torch.float32)
+    rows = torch.tensor([t[0] for t in targets], device=hidden.device)
+    pos = torch.tensor([t[1] for t in targets], device=hidden.device)
+    counts = torch.tensor([len(t[3]) for t in targets], device=hidden.device)
+    return F.cross_entropy(probe(hidden[rows, pos].float()), counts)
 
 
 @torch.no_grad()

@@ -26,7 +26,17 @@ import numpy as np
 import torch
 
 from dreamforge.model.arch import DEFAULT_SPEC, ModelSpec, build_config, build_model, build_processor
-from dreamforge.model.aux import AttentionTargets, AuxHead, alignment_loss, aux_loss, head_losses, word_ids
+from dreamforge.model.aux import (
+    COUNT_WORDS,
+    N_RANK,
+    AttentionTargets,
+    AuxHead,
+    alignment_loss,
+    aux_loss,
+    count_loss,
+    head_losses,
+    word_ids,
+)
 from dreamforge.model.data import IGNORE, location_ids, per_turn_loss, training_batch
 from dreamforge.model.init import init_location_embeddings, init_vision_tower
 from dreamforge.model.tokenizer import build_tokenizer
@@ -65,11 +75,13 @@ class TrainConfig:
     grad_clip: float = 1.0
     # Layers of the heads that learn where to look (AttentionTargets; see "Supervised attention" in the model's
     # README for why these): `ground` (head 0), `route` (head 0), `recall` (head 1), `next` (head 2) and each
-    # `locate` layer (head 1). None: that kind is not supervised.
+    # `locate` layer (head 1), `compare` (head 3). None: that kind is not supervised.
     ground_layer: int = 1
     route_layer: int = 2
     recall_layer: int | None = 2
     next_layer: int | None = 3
+    compare_layer: int | None = 2
+    count_weight: float = 0.5  # the number of objects a prompt's noun names, read after the ground layer
     locate_layers: tuple[int, ...] = (1, 3)
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     threads: int = 2
@@ -143,8 +155,11 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     supervised += [("locate", li, 1) for li in locate]
     if cfg.recall_layer is not None and min(cfg.recall_layer, last) not in locate:  # one kind per head
         supervised.append(("recall", min(cfg.recall_layer, last), 1))
-    if cfg.next_layer is not None and model.config.text_config.num_attention_heads > 2:
+    heads = model.config.text_config.num_attention_heads
+    if cfg.next_layer is not None and heads > 2:
         supervised.append(("next", min(cfg.next_layer, last), 2))
+    if cfg.compare_layer is not None and heads > 3:
+        supervised.append(("compare", min(cfg.compare_layer, last), 3))
     for li in {li for _, li, _ in supervised}:
         hooks.append(
             layers[li].self_attn.register_forward_pre_hook(
@@ -155,7 +170,16 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     attention_targets = AttentionTargets(tok, model.config.image_token_id, token_grid)
     classes = word_ids(tok)
     locations = location_ids(tok).to(device)
+    # Training-only readouts: a single object's box, the number a noun names (after the ground layer), the
+    # second count of a comparison (the first reads as the answer's own `0`..`6` words).
     box_head = torch.nn.Linear(spec.text_hidden, 4).to(device)
+    count_probe = torch.nn.Linear(spec.text_hidden, N_RANK).to(device)
+    compare_probe = torch.nn.Linear(spec.text_hidden, N_RANK).to(device)
+    count_ids = torch.tensor(tok.convert_tokens_to_ids(list(COUNT_WORDS)), device=device)
+    readouts = {
+        "route": lambda out: out @ model.get_input_embeddings().weight[count_ids].float().T,
+        "compare": compare_probe,
+    }
     history: dict = {"vision_loss": [], "loss": [], "aux_loss": [], "stopped_early": False}
     t0 = time.time()
 
@@ -195,7 +219,8 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     history["vision_seconds"] = round(time.time() - t0, 1)
 
     # Stage 2: the whole model on the skills, with the dense loss as an auxiliary.
-    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters()) + list(box_head.parameters())
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    params += [p for m in (box_head, count_probe, compare_probe) for p in m.parameters()]
     in_vision = {id(p) for p in vision.parameters()}
     groups = []
     for is_vision in (False, True):
@@ -232,9 +257,13 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
             for kind, li, hd in supervised:
                 a, v = head_losses(
                     layers[li].self_attn, captured[f"attn{li}"], targets[kind], hd, batch["attention_mask"], emb,
-                    classes, box_head,
+                    classes, box_head, readouts.get(kind), name_words=kind != "compare",
                 )  # fmt: skip
                 att, value = att + a, value + v
+            if cfg.count_weight:
+                counting = count_loss(count_probe, captured[f"attn{route}"]["hidden_states"], targets["count"])
+                history.setdefault("count_loss", []).append(float(counting.detach()))
+                loss = loss + cfg.count_weight * counting
             history.setdefault("attn_loss", []).append(float(att.detach()))
             history.setdefault("value_loss", []).append(float(value.detach()))
             loss = loss + cfg.attn_weight * att + cfg.value_weight * value
@@ -255,6 +284,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
                 f"align {np.mean(history.get('align_loss', [0])[-n:]):.3f} "
                 f"attn {np.mean(history.get('attn_loss', [0])[-n:]):.3f} "
                 f"value {np.mean(history.get('value_loss', [0])[-n:]):.3f} "
+                f"count {np.mean(history.get('count_loss', [0])[-n:]):.3f} "
                 f"{time.time() - t1:.0f}s"
             )
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0:

@@ -10,7 +10,7 @@ from dreamforge.model.arch import DEFAULT_SPEC, build_config, build_processor
 from dreamforge.model.aux import AttentionTargets
 from dreamforge.model.data import training_batch
 from dreamforge.model.tokenizer import build_tokenizer
-from dreamforge.world import Task, caption_prompt, detect_prompt, format_boxes, get_sample
+from dreamforge.world import PLURALS, Task, caption_prompt, detect_prompt, format_boxes, get_sample
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +92,30 @@ def test_detect_boxes_chain_from_match_to_match_and_end_at_the_sequence_start(se
     assert words[ahead[-1][1] + 1] == "none"
     assert [words[pos + 1] for _, pos, *_ in ahead[1:-1]] == [","] * (len(refs) - 1) + ["<end_of_utterance>"]
     assert [r for *_, r in out["recall"]] == [[i + 1] for i in refs[:-1]]
+
+
+def test_counting_questions_route_one_noun_per_head_and_every_noun_is_counted(setup) -> None:
+    sample = setup[3]
+    name = _repeated_name(sample)
+    colour, shape = name.split()
+    n_colour = sum(o.colour == colour for o in sample.objects)
+    n_shape = sum(o.shape == shape for o in sample.objects)
+    absent = next(s for s in ("star", "cross", "circle", "square", "triangle") if s not in {o.shape for o in sample.objects})
+    more = "yes" if n_shape > 0 else "no"
+    tasks = [
+        Task("query", "count", f"how many {colour} shapes are there?", str(n_colour)),
+        Task("query", "comparison", f"are there more {PLURALS[shape]} than {PLURALS[absent]}?", more),
+    ]
+    out, words, cell = _targets(setup, tasks)
+    # Every referring noun is counted, the absent one as zero.
+    assert [(words[pos], len(named)) for _, pos, _, named, _ in out["count"]] == [
+        ("shapes", n_colour), (PLURALS[shape], n_shape), (PLURALS[absent], 0)
+    ]  # fmt: skip
+    nouns = [pos for _, pos, *_ in out["count"]]
+    # The answer's first position looks at one noun per head: the count question's, the comparison's first ...
+    route, compare = out["route"], out["compare"]
+    assert [(c, len(named)) for _, _, c, named, _ in route] == [([nouns[0]], n_colour), ([nouns[1]], n_shape)]
+    assert [words[pos + 1] for _, pos, *_ in route] == [str(n_colour), more]
+    # ... and, through the compare head, the comparison's second one (which names nothing here).
+    assert [(c, named) for _, _, c, named, _ in compare] == [([nouns[2]], [])]
+    assert compare[0][1] == route[1][1]
