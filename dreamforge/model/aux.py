@@ -257,8 +257,8 @@ class AttentionTargets:
                 elif task.skill == "query" and nouns:
                     # One noun per head: the answer's first position brings back what the (first) noun names and
                     # how many; a comparison's second noun comes through the `compare` head.
-                    (first, named), *rest = nouns
-                    add("route", span[0] - 1, [first], named)
+                    (noun, named), *rest = nouns
+                    add("route", span[0] - 1, [noun], named)
                     if task.kind == "comparison" and rest:
                         add("compare", span[0] - 1, [rest[0][0]], rest[0][1])
                 elif task.skill in ("detect", "point"):

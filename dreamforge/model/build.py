@@ -176,7 +176,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     count_probe = torch.nn.Linear(spec.text_hidden, N_RANK).to(device)
     compare_probe = torch.nn.Linear(spec.text_hidden, N_RANK).to(device)
     count_ids = torch.tensor(tok.convert_tokens_to_ids(list(COUNT_WORDS)), device=device)
-    readouts = {
+    readouts: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
         "route": lambda out: out @ model.get_input_embeddings().weight[count_ids].float().T,
         "compare": compare_probe,
     }

@@ -100,13 +100,14 @@ def test_counting_questions_route_one_noun_per_head_and_every_noun_is_counted(se
     colour, shape = name.split()
     n_colour = sum(o.colour == colour for o in sample.objects)
     n_shape = sum(o.shape == shape for o in sample.objects)
-    absent = next(s for s in ("star", "cross", "circle", "square", "triangle") if s not in {o.shape for o in sample.objects})
+    shapes_here = {o.shape for o in sample.objects}
+    absent = next(s for s in ("star", "cross", "circle", "square", "triangle") if s not in shapes_here)
     more = "yes" if n_shape > 0 else "no"
     tasks = [
         Task("query", "count", f"how many {colour} shapes are there?", str(n_colour)),
         Task("query", "comparison", f"are there more {PLURALS[shape]} than {PLURALS[absent]}?", more),
     ]
-    out, words, cell = _targets(setup, tasks)
+    out, words, _ = _targets(setup, tasks)
     # Every referring noun is counted, the absent one as zero.
     assert [(words[pos], len(named)) for _, pos, _, named, _ in out["count"]] == [
         ("shapes", n_colour), (PLURALS[shape], n_shape), (PLURALS[absent], 0)
