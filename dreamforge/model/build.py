@@ -42,10 +42,12 @@ from dreamforge.model.init import init_location_embeddings, init_vision_tower
 from dreamforge.model.tokenizer import build_tokenizer
 from dreamforge.world import Sample, get_sample
 
+# The training mix: fewer queries than the world's default (see TrainConfig.mix).
+TRAIN_MIX = {"caption": 0.25, "query": 0.3, "detect": 0.225, "point": 0.225}
+
 # Seconds per step measured on the reference CPU (2 cores of an AMD EPYC with AVX-512 BF16, torch threads = 2,
 # bf16 autocast, a busy machine) for the default spec and batch. On an AVX-512 Xeon without BF16 (fp32, see
 # bf16_is_native) short probes on a quiet machine took 0.163 / 0.238 s, i.e. roughly 17-20 minutes for these steps.
-TRAIN_MIX = {"caption": 0.25, "query": 0.3, "detect": 0.225, "point": 0.225}
 CALIBRATION = {"vision_step_s": 0.25, "step_s": 0.40}
 VISION_SHARE = 0.25  # share of the budget spent on the vision warm-up
 
