@@ -204,7 +204,7 @@ def model(args: tuple[str, ...]) -> None:
     """Build or evaluate the default model: `dreamforge model build --out DIR`, `dreamforge model eval ...`."""
     from dreamforge.model.__main__ import main as model_main
 
-    sys.exit(model_main(list(args)))
+    sys.exit(model_main(list(args), restart=True))
 
 
 @main.command()

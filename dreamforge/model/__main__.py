@@ -34,8 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, restart: bool = False) -> int:
+    """Run the command; `restart`: this process is the command itself (not a caller's), so a build may
+    restart it under jemalloc (`dreamforge.model.malloc`)."""
     args = _parser().parse_args(argv)
+    if args.command == "build" and restart:
+        from dreamforge.model.malloc import reexec_with_jemalloc
+
+        reexec_with_jemalloc(log=lambda m: print(m, file=sys.stderr, flush=True))
     import torch
 
     torch.set_num_threads(args.threads)
@@ -65,4 +71,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(restart=True))
