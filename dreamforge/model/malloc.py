@@ -28,12 +28,12 @@ _CANDIDATES = (
 
 
 def find_jemalloc() -> str | None:
-    """Path of an installed libjemalloc, or None."""
+    """Path (or, found through the linker's cache, soname, which LD_PRELOAD resolves too) of an installed
+    libjemalloc, or None."""
     for path in _CANDIDATES:
         if Path(path).exists():
             return path
-    name = ctypes.util.find_library("jemalloc")
-    return name if name and Path(name).is_absolute() and Path(name).exists() else None
+    return ctypes.util.find_library("jemalloc")
 
 
 def reexec_with_jemalloc(log: Callable[[str], None]) -> None:
