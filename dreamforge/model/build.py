@@ -74,6 +74,8 @@ class TrainConfig:
     value_weight: float = 0.5
     vision_lr_scale: float = 0.1  # the vision tower's learning rate in stage 2, relative to lr
     curriculum: float = 0.0  # share of the main steps drawn from simpler scenes (1-3 objects)
+    # Relative odds of training scenes with 1, 2, ... 6 objects (both stages); None: the world's own (equal).
+    scene_weights: tuple[float, ...] | None = None
     autocast: bool | None = None  # bf16 autocast; None: where the hardware computes bf16 natively (bf16_is_native)
     grad_clip: float = 1.0
     # Layers of the heads that learn where to look (AttentionTargets; see "Supervised attention" in the model's
@@ -124,13 +126,16 @@ def _lr(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> fl
 class _Stream:
     """The training stream: train-split samples from a seed-dependent offset, tasks drawn with its own rng."""
 
-    def __init__(self, seed: int, image_size: int) -> None:
+    def __init__(self, seed: int, image_size: int, scene_weights: tuple[float, ...] | None = None) -> None:
         self.next_index = (seed % 20) * 50_000_000
         self.rng = np.random.default_rng([seed, 1])
         self.image_size = image_size
+        self.scene_weights = scene_weights
 
     def samples(self, n: int, max_objects: int = 6) -> list[Sample]:
-        out = [get_sample("train", self.next_index + i, self.image_size, max_objects) for i in range(n)]
+        out = [
+            get_sample("train", self.next_index + i, self.image_size, max_objects, self.scene_weights) for i in range(n)
+        ]
         self.next_index += n
         return out
 
@@ -144,7 +149,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     spec = cfg.spec
     grid = spec.image_size // spec.patch_size
     head = (head or AuxHead(spec.vision_hidden)).to(device)
-    stream = _Stream(cfg.seed, spec.image_size)
+    stream = _Stream(cfg.seed, spec.image_size, cfg.scene_weights)
     captured: dict[str, Any] = {}  # hook outputs: tensors, and the attention layers' call kwargs
     hooks = [
         model.model.vision_model.post_layernorm.register_forward_hook(lambda m, i, o: captured.__setitem__("v", o)),

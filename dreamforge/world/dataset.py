@@ -7,6 +7,7 @@ is a pure function of its arguments.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -130,9 +131,15 @@ class Sample:
         return out
 
 
-def get_sample(split: str, index: int, image_size: int = 96, max_objects: int = MAX_OBJECTS) -> Sample:
+def get_sample(
+    split: str,
+    index: int,
+    image_size: int = 96,
+    max_objects: int = MAX_OBJECTS,
+    count_weights: Sequence[float] | None = None,
+) -> Sample:
     seed = split_seed(split, index)
-    scene = render_scene(seed, image_size, max_objects)
+    scene = render_scene(seed, image_size, max_objects, count_weights)
     return Sample(split, index, seed, scene.image, scene.objects, scene.background)
 
 

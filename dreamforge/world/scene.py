@@ -10,6 +10,7 @@ fact about a scene is unambiguous.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,11 +133,18 @@ def _place(rng: np.random.Generator, sizes: list[str]) -> list[tuple[float, floa
     return placed
 
 
-def render_scene(seed: int, image_size: int = 96, max_objects: int = MAX_OBJECTS) -> Scene:
+def render_scene(
+    seed: int, image_size: int = 96, max_objects: int = MAX_OBJECTS, count_weights: Sequence[float] | None = None
+) -> Scene:
     """Draw the scene for `seed` at `image_size` x `image_size` pixels (RGB). A smaller `max_objects` draws
-    simpler scenes (a training curriculum); the default is the world proper."""
+    simpler scenes (a training curriculum); `count_weights` (relative odds of 1, 2, ... objects) lets training
+    see crowded scenes more often; the defaults are the world proper (1 to 6 objects, equally likely)."""
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, max_objects + 1))
+    if count_weights is None:
+        n = int(rng.integers(1, max_objects + 1))
+    else:
+        odds = np.asarray(count_weights[:max_objects], dtype=float)
+        n = 1 + int(rng.choice(len(odds), p=odds / odds.sum()))
     colour_names = list(COLOURS)
     while True:
         sizes = [SIZES[int(rng.integers(0, 2))] for _ in range(n)]

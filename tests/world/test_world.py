@@ -241,6 +241,17 @@ def test_render_scene_any_size() -> None:
     assert a.objects == b.objects and a.image.size == (64, 64) and b.image.size == (128, 128)
 
 
+def test_count_weights_shift_how_many_objects_training_scenes_hold() -> None:
+    """Crowded scenes on request (training), the world's own scenes by default (evaluation)."""
+    plain = [len(render_scene(seed, 48).objects) for seed in range(300)]
+    crowded = [len(render_scene(seed, 48, count_weights=(1, 2, 3, 4, 5, 6)).objects) for seed in range(300)]
+    assert np.mean(crowded) > np.mean(plain) + 0.7
+    assert Counter(crowded)[1] < Counter(plain)[1] / 2
+    only_three = render_scene(7, 48, count_weights=(0, 0, 1, 0, 0, 0))
+    assert len(only_three.objects) == 3  # three small-or-large shapes always fit
+    assert render_scene(7, 48, count_weights=(1,) * 6).objects == render_scene(7, 48, count_weights=(1,) * 6).objects
+
+
 def test_refs_name_the_objects_each_answer_is_about() -> None:
     for i in range(N):
         s = get_sample("validation", i)
