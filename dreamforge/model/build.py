@@ -44,6 +44,9 @@ from dreamforge.world import Sample, get_sample
 
 # The training mix: fewer queries than the world's default (see TrainConfig.mix).
 TRAIN_MIX = {"caption": 0.25, "query": 0.3, "detect": 0.225, "point": 0.225}
+# Odds of a training scene holding 1, 2, ... 6 objects: crowded scenes, where listing and finding every object
+# fail, come up in proportion to their size (the world draws 1-6 equally; evaluation keeps that).
+SCENE_WEIGHTS = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
 
 # Seconds per step measured on the reference CPU (2 cores of an AMD EPYC with AVX-512 BF16, torch threads = 2,
 # bf16 autocast, a busy machine) for the default spec and batch. On an AVX-512 Xeon without BF16 (fp32, see
@@ -75,7 +78,7 @@ class TrainConfig:
     vision_lr_scale: float = 0.1  # the vision tower's learning rate in stage 2, relative to lr
     curriculum: float = 0.0  # share of the main steps drawn from simpler scenes (1-3 objects)
     # Relative odds of training scenes with 1, 2, ... 6 objects (both stages); None: the world's own (equal).
-    scene_weights: tuple[float, ...] | None = None
+    scene_weights: tuple[float, ...] | None = SCENE_WEIGHTS
     autocast: bool | None = None  # bf16 autocast; None: where the hardware computes bf16 natively (bf16_is_native)
     grad_clip: float = 1.0
     # Layers of the heads that learn where to look (AttentionTargets; see "Supervised attention" in the model's
