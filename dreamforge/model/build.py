@@ -129,7 +129,7 @@ def _lr(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> fl
 class _Stream:
     """The training stream: train-split samples from a seed-dependent offset, tasks drawn with its own rng."""
 
-    def __init__(self, seed: int, image_size: int, scene_weights: tuple[float, ...] | None = None) -> None:
+    def __init__(self, seed: int, image_size: int, scene_weights: tuple[float, ...] | None) -> None:
         self.next_index = (seed % 20) * 50_000_000
         self.rng = np.random.default_rng([seed, 1])
         self.image_size = image_size
