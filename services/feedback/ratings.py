@@ -104,7 +104,7 @@ def check_value(kind: str, value: Any, request_id: str, other_request_id: str) -
 
 class Ratings:
     def __init__(self, db: Database, tables: Tables, outputs: OutputStore, functions: RewardFunctions,
-                 outbox: Outbox, arrival_grace_s: float = 1.0) -> None:
+                 outbox: Outbox, arrival_grace_s: float) -> None:
         self.db = db
         self.arrival_grace_s = arrival_grace_s
         self.t = tables.ratings

@@ -14,6 +14,7 @@ class FeedbackSettings(PlatformSettings):
                                description="Default number of raters the queue hands each output to")
     purge_interval_s: float = Field(default=3600.0, gt=0, description="How often expired data is purged")
     output_arrival_grace_s: float = Field(
-        default=1.0, ge=0, le=10,
+        default=3.0, ge=0, le=10,
         description="How long a rating waits for its output to arrive from inference.completed before a 404 "
-                    "(a client may rate the moment it is served, a few milliseconds before the event lands)")
+                    "(a client may rate the moment it is served, a few milliseconds before the event lands; "
+                    "on a loaded machine the event has been seen to take over 0.7 s)")
