@@ -51,6 +51,7 @@ bench: install ## Run the benchmarks under bench/ and print their figures (see b
 	$(PY) bench/gateway_overhead.py
 	$(PY) bench/inference_latency.py
 	$(PY) bench/inference_batching.py
+	$(PY) bench/decoding.py
 	$(PY) bench/feedback_rate.py
 	$(PY) bench/billing_ledger.py
 	$(PY) bench/training_online.py

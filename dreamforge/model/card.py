@@ -9,6 +9,11 @@ def _pct(v) -> str:
     return f"{100 * v:.1f} %" if isinstance(v, (int, float)) else "-"
 
 
+def _decoding(beams: dict) -> str:
+    return "Decoded as served: " + ", ".join(f"{skill} {'greedy' if n == 1 else f'{n} beams'}"
+                                             for skill, n in beams.items()) + "."
+
+
 def write_card(out: Path, report: dict) -> None:
     test = report.get("test", {})
     spec = report["spec"]
@@ -43,6 +48,7 @@ def write_card(out: Path, report: dict) -> None:
         lines += [
             f"## Held-out test split ({test['n_images']} images, never seen in training)",
             "",
+            *([_decoding(test["beams"]), ""] if "beams" in test else []),
             "| metric | value | target |",
             "| --- | --- | --- |",
         ]

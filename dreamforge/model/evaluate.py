@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -100,9 +100,13 @@ def evaluate(
     batch_size: int = 64,
     image_size: int | None = None,
     progress: Callable[[str], None] | None = None,
+    beams: Mapping[str, int] | None = None,
 ) -> dict:
-    """Metrics of `skills` (a `dreamforge.model.skills.Skills`) on `n` images of `split`."""
-    from dreamforge.model.skills import MAX_NEW_TOKENS
+    """Metrics of `skills` (a `dreamforge.model.skills.Skills`) on `n` images of `split`, decoded as served
+    (`beams`: beams per skill, default `NUM_BEAMS`)."""
+    from dreamforge.model.skills import MAX_NEW_TOKENS, NUM_BEAMS
+
+    beams = NUM_BEAMS if beams is None else beams
 
     size = image_size or skills.processor.image_processor.max_image_size["longest_edge"]
     t0 = time.time()
@@ -117,7 +121,8 @@ def evaluate(
         items.sort(key=lambda st: len(st[1].answer))  # similar lengths batch together
         for b in range(0, len(items), batch_size):
             chunk = items[b : b + batch_size]
-            outputs = skills.generate([s.image for s, _ in chunk], [t.prompt for _, t in chunk], MAX_NEW_TOKENS[skill])
+            outputs = skills.generate([s.image for s, _ in chunk], [t.prompt for _, t in chunk], MAX_NEW_TOKENS[skill],
+                                      beams[skill])
             for (sample, task), output in zip(chunk, outputs, strict=True):
                 score(sample, task, output, rec)
                 if len(examples) < 40 and sample.index % 25 == 0:
@@ -127,5 +132,6 @@ def evaluate(
         if progress:
             progress(f"{skill}: {len(items)} tasks done at {time.time() - t0:.0f}s")
     result = summarise(rec)
-    result.update(split=split, n_images=n, start=start, seconds=round(time.time() - t0, 1), examples=examples)
+    result.update(split=split, n_images=n, start=start, beams=dict(beams), seconds=round(time.time() - t0, 1),
+                  examples=examples)
     return result

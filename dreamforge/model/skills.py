@@ -2,7 +2,8 @@
 
 This is what the inference service calls. Prompts are the world's (`dreamforge.world.tasks`), so the
 default model answers in exactly the format it was trained on; decoding is greedy; detect and point parse
-the generated text into normalised boxes / points and return `[]` for anything malformed. The same code
+the generated text into normalised boxes / points and return `[]` for anything malformed. Answers that list
+objects (captions, boxes, points) are decoded with a small beam search (`NUM_BEAMS`); streams are greedy. The same code
 runs a real SmolVLM checkpoint from a local directory (it will answer in prose, so detect/point usually
 come back empty there).
 
@@ -39,6 +40,16 @@ from dreamforge.world import (
 )
 
 MAX_NEW_TOKENS = {"caption": 128, "query": 16, "detect": 48, "point": 32}
+
+#: Beams per skill when the answer is returned whole. Listing objects goes wrong mostly by skipping one or
+#: repeating the one just written, a locally likely step that beam search avoids. On the default model's
+#: validation split (500 images; greedy / 2 / 3 / 4 / 8 beams) caption content was 82.6 / 86.4 / 86.2 / 86.4 /
+#: 85.6 %, detect F1 88.6 / 89.3 / 89.6 / 89.4 / 89.7 %, point hit-rate 88.9 / 88.9 / 88.9 / 89.3 / 89.6 %: 2 beams
+#: take the caption gain at the least cost (a caption alone: p50 155 ms greedy, 239 ms with 2 beams on 2 CPU
+#: threads; `bench/decoding.py`).
+#: A query answers in a word or two, where beams change nothing. A stream is always greedy (a beam's text is
+#: only final at the end), so a streamed list can differ from the returned one.
+NUM_BEAMS = {"caption": 2, "query": 1, "detect": 2, "point": 2}
 
 
 def pick_device(device: str | None = None) -> str:
@@ -115,24 +126,27 @@ class Skills:
             tok.padding_side = side
         return batch.to(self.device)
 
-    def _gen_kwargs(self, max_new_tokens: int) -> dict:
+    def _gen_kwargs(self, max_new_tokens: int, num_beams: int = 1) -> dict:
         kwargs = {
             "max_new_tokens": max_new_tokens,
             "do_sample": False,
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
         }
+        if num_beams > 1:
+            kwargs.update(num_beams=num_beams, early_stopping=True)
         if self.location_ids and self.none_id is not None:
             kwargs["logits_processor"] = [PresenceFirst(self.none_id, self.location_ids)]
         return kwargs
 
     @torch.inference_mode()
-    def generate(self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int = 64) -> list[str]:
-        """Greedy answers for a batch of (image, prompt) pairs (left-padded)."""
+    def generate(self, images: Sequence[Image.Image], prompts: Sequence[str], max_new_tokens: int = 64,
+                 num_beams: int = 1) -> list[str]:
+        """Answers for a batch of (image, prompt) pairs (left-padded): greedy, or the best of `num_beams` beams."""
         if not images:
             return []
         batch = self._inputs(images, prompts)
-        out = self.model.generate(**batch, **self._gen_kwargs(max_new_tokens))
+        out = self.model.generate(**batch, **self._gen_kwargs(max_new_tokens, num_beams))
         new = out[:, batch["input_ids"].shape[1] :]
         return [t.strip() for t in self.processor.batch_decode(new, skip_special_tokens=True)]
 
@@ -164,22 +178,25 @@ class Skills:
 
     # -- skills -------------------------------------------------------------------------------------
     def caption(self, image: Image.Image, length: str = "normal") -> str:
-        return self.generate([image], [caption_prompt(_length(length))], MAX_NEW_TOKENS["caption"])[0]
+        return self._answer("caption", image, caption_prompt(_length(length)))
 
     def stream_caption(self, image: Image.Image, length: str = "normal") -> Iterator[str]:
         return self.stream(image, caption_prompt(_length(length)), MAX_NEW_TOKENS["caption"])
 
     def query(self, image: Image.Image, question: str) -> str:
-        return self.generate([image], [question.strip()], MAX_NEW_TOKENS["query"])[0]
+        return self._answer("query", image, question.strip())
 
     def stream_query(self, image: Image.Image, question: str) -> Iterator[str]:
         return self.stream(image, question.strip(), MAX_NEW_TOKENS["query"])
 
     def detect(self, image: Image.Image, obj: str) -> list[Box]:
-        return parse_boxes(self.generate([image], [detect_prompt(_object(obj))], MAX_NEW_TOKENS["detect"])[0])
+        return parse_boxes(self._answer("detect", image, detect_prompt(_object(obj))))
 
     def point(self, image: Image.Image, obj: str) -> list[Point]:
-        return parse_points(self.generate([image], [point_prompt(_object(obj))], MAX_NEW_TOKENS["point"])[0])
+        return parse_points(self._answer("point", image, point_prompt(_object(obj))))
+
+    def _answer(self, skill: str, image: Image.Image, prompt: str) -> str:
+        return self.generate([image], [prompt], MAX_NEW_TOKENS[skill], NUM_BEAMS[skill])[0]
 
 
 def _length(length: str) -> str:

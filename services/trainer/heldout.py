@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from dreamforge.model.evaluate import evaluate, normalise
-from dreamforge.model.skills import MAX_NEW_TOKENS, Skills
+from dreamforge.model.skills import MAX_NEW_TOKENS, NUM_BEAMS, Skills
 from dreamforge.rewards import RewardFunctionSpec, ScoringItem, parse_reward_function
 from services.trainer.data import load_image, synthetic_rows
 
@@ -67,7 +67,7 @@ def answers(skills: Skills, rows: list[dict[str, Any]]) -> list[str]:
         for b in range(0, len(idx), 32):
             chunk = idx[b:b + 32]
             texts = skills.generate([_image(rows[i]) for i in chunk], [rows[i]["prompt"] for i in chunk],
-                                    MAX_NEW_TOKENS[skill])
+                                    MAX_NEW_TOKENS[skill], NUM_BEAMS[skill])  # decoded as served
             by_index.update(zip(chunk, texts, strict=True))
     return [by_index[i] for i in range(len(rows))]
 

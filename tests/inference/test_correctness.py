@@ -20,7 +20,7 @@ import pytest
 from dreamforge.grpcio import channel
 from dreamforge.images import encode_png
 from dreamforge.model.evaluate import score, summarise
-from dreamforge.model.skills import MAX_NEW_TOKENS, Skills
+from dreamforge.model.skills import MAX_NEW_TOKENS, NUM_BEAMS, Skills
 from dreamforge.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 from dreamforge.world import Task, get_sample, parse_boxes, parse_points, readable
 from services.inference.main import build as build_inference
@@ -74,7 +74,7 @@ async def _ask(stub: inference_pb2_grpc.InferenceServiceStub, task: Task, image:
 
 
 def _in_process(skills: Skills, task: Task, sample: Any) -> str:
-    return skills.generate([sample.image], [task.prompt], MAX_NEW_TOKENS[task.skill])[0]
+    return skills.generate([sample.image], [task.prompt], MAX_NEW_TOKENS[task.skill], NUM_BEAMS[task.skill])[0]
 
 
 async def test_every_skill_matches_the_model_and_the_ground_truth(

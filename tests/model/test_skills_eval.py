@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("torch")
 
 from dreamforge.model.evaluate import caption_mentions, evaluate, iou, match_boxes, point_hits
-from dreamforge.model.skills import Skills
+from dreamforge.model.skills import NUM_BEAMS, Skills
 from dreamforge.world import get_sample
 from dreamforge.world.tasks import caption_prompt, detect_prompt, point_prompt
 
@@ -23,8 +23,10 @@ class Scripted(Skills):
     def __init__(self, answer) -> None:
         self.answer = answer
         self.processor = _Processor()
+        self.beams: list[int] = []
 
-    def generate(self, images, prompts, max_new_tokens=64):
+    def generate(self, images, prompts, max_new_tokens=64, num_beams=1):
+        self.beams.append(num_beams)
         return [self.answer(im, p) for im, p in zip(images, prompts, strict=True)]
 
 
@@ -78,6 +80,9 @@ def test_skills_build_the_training_prompts() -> None:
         caption_prompt("long"),
         "how many stars are there?",
     ]
+    # lists of objects are beam-searched, a one-word query answer is greedy
+    assert skills.beams == [NUM_BEAMS["detect"], NUM_BEAMS["point"], NUM_BEAMS["caption"], 1]
+    assert min(NUM_BEAMS["detect"], NUM_BEAMS["point"], NUM_BEAMS["caption"]) > 1 and NUM_BEAMS["query"] == 1
 
 
 def test_metric_helpers() -> None:

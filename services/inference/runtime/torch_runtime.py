@@ -17,9 +17,9 @@
 - **Usage**: input tokens = the prompt's attention mask (image tokens included), output
   tokens = generated tokens before the end of utterance.
 
-Generation reuses `Skills._inputs` / `Skills._gen_kwargs` so prompts, padding and decoding
-are exactly the ones the model package evaluates; `Skills.generate` itself does not return
-the token ids that usage needs.
+Generation reuses `Skills._inputs` / `Skills._gen_kwargs` / `NUM_BEAMS` so prompts, padding
+and decoding (beams for whole answers, greedy streams) are exactly the ones the model package
+evaluates; `Skills.generate` itself does not return the token ids that usage needs.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
-from dreamforge.model.skills import Skills
+from dreamforge.model.skills import NUM_BEAMS, Skills
 from services.inference.runtime.base import (
     AdapterLoadError,
     AdapterRef,
@@ -116,15 +116,16 @@ class TorchRuntime:
         """The model's own texts (detect / point in location tokens) with token counts; the Triton backend
         sends these, so its client parses exactly what the torch runtime parses."""
         with self._activated(adapter):
-            return self._generate([c.image for c in calls], [prompt_for(c) for c in calls], limit)
+            return self._generate([c.image for c in calls], [prompt_for(c) for c in calls], limit,
+                                  num_beams=NUM_BEAMS.get(calls[0].skill, 1))  # a batch is one skill
 
     @torch.inference_mode()
     def _generate(self, images: Sequence[Image.Image], prompts: Sequence[str], limit: int,
                   streamer: TextStreamer | None = None, stop: threading.Event | None = None,
-                  ) -> tuple[list[str], list[int], list[int]]:
+                  num_beams: int = 1) -> tuple[list[str], list[int], list[int]]:
         skills = self._require_skills()
         batch = skills._inputs(images, prompts)
-        kwargs: dict[str, Any] = skills._gen_kwargs(limit)
+        kwargs: dict[str, Any] = skills._gen_kwargs(limit, num_beams)
         if streamer is not None:
             kwargs["streamer"] = streamer
         if stop is not None:

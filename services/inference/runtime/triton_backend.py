@@ -3,7 +3,7 @@
 Why a module of its own rather than all of it in `deploy/triton/models/dreamforge_vlm/1/model.py`:
 that file only translates between Triton tensors and `BackendRequest` / `Reply`; the work is done
 here on the torch runtime's synchronous core (`TorchRuntime._generate_raw`, `_activated`,
-`_ensure_adapter`, `_generate`), so the two runtimes share prompts, left padding, greedy decoding,
+`_ensure_adapter`, `_generate`), so the two runtimes share prompts, left padding, decoding (beams, greedy streams),
 token counting, PEFT adapter handling and the LRU memory budget by construction, and so this part
 is tested without a Triton server.
 

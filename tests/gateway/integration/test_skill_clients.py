@@ -57,7 +57,7 @@ def moondream_session(base_url: str, key: str) -> dict[str, Any]:
         "short": model.caption(image, length="short")["caption"],
         "caption_stream": list(model.caption(image, stream=True)["caption"]),
         "answer": model.query(image, "what colour is the triangle?")["answer"],
-        "answer_stream": list(model.query(image, "how many shapes are there?", stream=True)["answer"]),
+        "answer_stream": list(model.query(image, "what colour is the triangle?", stream=True)["answer"]),
         "objects": model.detect(image, "blue square")["objects"],
         "points": model.point(image, "purple triangle")["points"],
     }
@@ -79,8 +79,10 @@ async def test_the_moondream_client_works_unchanged(stack: Stack, app_key: Accou
     assert isinstance(out["points"], list), out["points"]
     assert all(set(p) >= {"x", "y"} and unit(p["x"]) and unit(p["y"]) for p in out["points"]), out["points"]
     assert getattr(out["empty_question_error"], "code", None) == 400
-    # a stream carries the same text as the unary call (greedy decoding)
-    assert "".join(out["caption_stream"]) == out["caption"]
+    # a streamed answer is the unary one (a query is greedy either way; a streamed caption is decoded greedily
+    # and a returned one with beams, dreamforge.model.skills.NUM_BEAMS, so those two may differ)
+    assert "".join(out["answer_stream"]) == out["answer"]
+    assert "".join(out["caption_stream"]).strip(), out["caption_stream"]
 
 
 def openai_session(base_url: str, key: str) -> dict[str, Any]:
