@@ -9,9 +9,10 @@ def _pct(v) -> str:
     return f"{100 * v:.1f} %" if isinstance(v, (int, float)) else "-"
 
 
-def _decoding(beams: dict) -> str:
-    return "Decoded as served: " + ", ".join(f"{skill} {'greedy' if n == 1 else f'{n} beams'}"
-                                             for skill, n in beams.items()) + "."
+def _decoding(beams: dict, length_penalty: float | None) -> str:
+    said = ", ".join(f"{skill} {'greedy' if n == 1 else f'{n} beams'}" for skill, n in beams.items())
+    ranked = f" (ranked by log-probability / length ** {length_penalty:g})" if length_penalty is not None else ""
+    return f"Decoded as served: {said}{ranked}."
 
 
 def write_card(out: Path, report: dict) -> None:
@@ -48,7 +49,7 @@ def write_card(out: Path, report: dict) -> None:
         lines += [
             f"## Held-out test split ({test['n_images']} images, never seen in training)",
             "",
-            *([_decoding(test["beams"]), ""] if "beams" in test else []),
+            *([_decoding(test["beams"], test.get("length_penalty")), ""] if "beams" in test else []),
             "| metric | value | target |",
             "| --- | --- | --- |",
         ]

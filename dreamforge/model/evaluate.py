@@ -132,6 +132,7 @@ def evaluate(
         if progress:
             progress(f"{skill}: {len(items)} tasks done at {time.time() - t0:.0f}s")
     result = summarise(rec)
-    result.update(split=split, n_images=n, start=start, beams=dict(beams), seconds=round(time.time() - t0, 1),
+    result.update(split=split, n_images=n, start=start, beams=dict(beams),
+                  length_penalty=getattr(skills, "length_penalty", None), seconds=round(time.time() - t0, 1),
                   examples=examples)
     return result
