@@ -79,6 +79,9 @@ class TrainConfig:
     curriculum: float = 0.0  # share of the main steps drawn from simpler scenes (1-3 objects)
     # Relative odds of training scenes with 1, 2, ... 6 objects (both stages); None: the world's own (equal).
     scene_weights: tuple[float, ...] | None = SCENE_WEIGHTS
+    # Detect / point tasks name an object with odds (number of matches) ** target_power; 0: the world's own.
+    # 1 (adopted 2026-12-03): multi-object lists were most of the detect / point error (model README).
+    target_power: float = 1.0
     autocast: bool | None = None  # bf16 autocast; None: where the hardware computes bf16 natively (bf16_is_native)
     grad_clip: float = 1.0
     # Layers of the heads that learn where to look (AttentionTargets; see "Supervised attention" in the model's
@@ -249,7 +252,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
         for g in opt.param_groups:
             g["lr"] = g["scale"] * _lr(step, cfg.steps, cfg.lr, cfg.warmup, cfg.min_lr_ratio)
         samples = stream.samples(cfg.batch_size, 3 if step < cfg.curriculum * cfg.steps else 6)
-        convs = [s.training_tasks(stream.rng, cfg.turns, cfg.mix) for s in samples]
+        convs = [s.training_tasks(stream.rng, cfg.turns, cfg.mix, cfg.target_power) for s in samples]
         batch = training_batch(processor, [s.image for s in samples], convs).to(device)
         targets = attention_targets(batch, samples, convs) if cfg.attn_weight else {}
         turns, labels = batch.pop("turns"), batch.pop("labels")

@@ -63,8 +63,10 @@ class Sample:
         return T.point_targets(self.objects)
 
     # -- tasks -------------------------------------------------------------------------------------
-    def task(self, skill: str, rng: np.random.Generator) -> T.Task:
-        """One task of `skill`, drawn with `rng` (query types and yes/no answers balanced)."""
+    def task(self, skill: str, rng: np.random.Generator, target_power: float = 0.0) -> T.Task:
+        """One task of `skill`, drawn with `rng` (query types and yes/no answers balanced). A detect / point task
+        names a present object with odds (number of matching objects) ** `target_power`: 0 = every name alike
+        (the world's own, as evaluation draws them); more asks for several boxes or points more often."""
         if skill == "caption":
             length = T.CAPTION_LENGTHS[int(rng.integers(3))]
             return T.Task("caption", length, T.caption_prompt(length), self.caption(length))
@@ -87,7 +89,11 @@ class Sample:
                 name, kind = absent[int(rng.integers(len(absent)))], "absent"
             else:
                 names = sorted(targets)
-                name, kind = names[int(rng.integers(len(names)))], "present"
+                if target_power:
+                    odds = np.array([len(targets[n]) for n in names], dtype=float) ** target_power
+                    name, kind = names[int(rng.choice(len(names), p=odds / odds.sum()))], "present"
+                else:
+                    name, kind = names[int(rng.integers(len(names)))], "present"
             refs = tuple(i for i, o in enumerate(self.objects) if name in (o.shape, o.name))
             if skill == "detect":
                 answer = T.format_boxes(targets.get(name, []))  # type: ignore[arg-type]
@@ -96,14 +102,16 @@ class Sample:
             return T.Task("point", kind, T.point_prompt(name), answer, refs)
         raise ValueError(f"unknown skill {skill!r}")
 
-    def training_tasks(self, rng: np.random.Generator, k: int, mix: dict[str, float] | None = None) -> list[T.Task]:
-        """`k` distinct tasks drawn from the skill mix (for one multi-turn training conversation)."""
+    def training_tasks(self, rng: np.random.Generator, k: int, mix: dict[str, float] | None = None,
+                       target_power: float = 0.0) -> list[T.Task]:
+        """`k` distinct tasks drawn from the skill mix (for one multi-turn training conversation); `target_power`:
+        see `task`."""
         mix = mix or DEFAULT_MIX
         skills, weights = list(mix), np.array(list(mix.values()), dtype=float)
         out: list[T.Task] = []
         seen: set[str] = set()
         for _ in range(4 * k):
-            t = self.task(skills[int(rng.choice(len(skills), p=weights / weights.sum()))], rng)
+            t = self.task(skills[int(rng.choice(len(skills), p=weights / weights.sum()))], rng, target_power)
             if t.prompt not in seen:
                 seen.add(t.prompt)
                 out.append(t)

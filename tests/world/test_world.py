@@ -252,6 +252,23 @@ def test_count_weights_shift_how_many_objects_training_scenes_hold() -> None:
     assert render_scene(7, 48, count_weights=(1,) * 6).objects == render_scene(7, 48, count_weights=(1,) * 6).objects
 
 
+def test_target_power_asks_for_several_objects_more_often() -> None:
+    """Detect / point tasks naming several objects on request (training); the world's own draw by default."""
+    def matches(power: float) -> list[int]:
+        out = []
+        for i in range(200):
+            sample, rng = get_sample("train", i), np.random.default_rng(i)
+            out += [len(t.refs) for t in sample.training_tasks(rng, 6, None, power)
+                    if t.skill in ("detect", "point") and t.kind == "present"]
+        return out
+
+    plain, several = matches(0.0), matches(2.0)
+    assert np.mean([n > 1 for n in several]) > np.mean([n > 1 for n in plain]) + 0.15
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    sample = get_sample("train", 3)
+    assert sample.training_tasks(rng_a, 6) == sample.training_tasks(rng_b, 6, None, 0.0)  # 0: the default draw
+
+
 def test_refs_name_the_objects_each_answer_is_about() -> None:
     for i in range(N):
         s = get_sample("validation", i)
