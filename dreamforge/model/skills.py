@@ -1,11 +1,11 @@
 """The four skills (caption, query, detect, point) on a loaded (model, processor) pair.
 
 This is what the inference service calls. Prompts are the world's (`dreamforge.world.tasks`), so the
-default model answers in exactly the format it was trained on; decoding is greedy; detect and point parse
-the generated text into normalised boxes / points and return `[]` for anything malformed. Answers that list
-objects (captions, boxes, points) are decoded with a small beam search (`NUM_BEAMS`); streams are greedy. The same code
-runs a real SmolVLM checkpoint from a local directory (it will answer in prose, so detect/point usually
-come back empty there).
+default model answers in exactly the format it was trained on; answers that list objects (captions, boxes,
+points) are decoded with a small length-normalised beam search (`NUM_BEAMS`), queries and streams greedily;
+detect and point parse the generated text into normalised boxes / points and return `[]` for anything
+malformed. The same code runs a real SmolVLM checkpoint from a local directory (it will answer in prose, so
+detect/point usually come back empty there).
 
     skills = Skills.from_pretrained("/tmp/dreamforge-model/default")
     skills.caption(image, "short"); skills.query(image, "how many circles are there?")

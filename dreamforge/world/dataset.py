@@ -89,7 +89,7 @@ class Sample:
                 name, kind = absent[int(rng.integers(len(absent)))], "absent"
             else:
                 names = sorted(targets)
-                if target_power:
+                if target_power:  # 0 keeps the plain draw, so earlier builds' task streams stay reproducible
                     odds = np.array([len(targets[n]) for n in names], dtype=float) ** target_power
                     name, kind = names[int(rng.choice(len(names), p=odds / odds.sum()))], "present"
                 else:
