@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 import math
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -146,6 +148,54 @@ class _Stream:
         return out
 
 
+T = TypeVar("T")
+
+
+def prefetch(make: Callable[[int], T], n: int, depth: int = 2) -> Iterator[T]:
+    """Yield make(0), make(1), ... make(n - 1), each computed up to `depth` items ahead in a background thread.
+
+    Why: a training batch (rendering scenes, drawing tasks, tokenising, attention targets) is Python work that
+    holds the GIL, while the model's backward pass releases it, so the two overlap. The calls are the same and
+    in the same order as inline, so the batches (and the trained model) are too. Leaving the loop early (the
+    deadline) stops the thread."""
+    items: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for i in range(n):
+                if not offer(make(i)):
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            offer(_Failed(exc))
+
+    thread = threading.Thread(target=run, daemon=True, name="training-batches")
+    thread.start()
+    try:
+        for _ in range(n):
+            item = items.get()
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
 def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print, head: AuxHead | None = None) -> dict:
     """Train `model` in place; returns the history (losses, steps, seconds, stopped_early)."""
     torch.manual_seed(cfg.seed)
@@ -208,12 +258,15 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
     if cfg.align_weight:
         params += [*model.model.connector.parameters(), model.get_input_embeddings().weight]
     opt = torch.optim.AdamW(params, lr=cfg.vision_lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    for step in range(cfg.vision_steps):
+
+    def vision_batch(step: int) -> tuple[list[Sample], torch.Tensor]:
+        samples = stream.samples(cfg.vision_batch_size)
+        return samples, processor.image_processor([[s.image] for s in samples], return_tensors="pt")["pixel_values"]
+
+    for step, (samples, pixels) in enumerate(prefetch(vision_batch, cfg.vision_steps)):
         for g in opt.param_groups:
             g["lr"] = _lr(step, cfg.vision_steps, cfg.vision_lr, min(cfg.warmup, cfg.vision_steps // 5), 0.3)
-        samples = stream.samples(cfg.vision_batch_size)
-        batch = processor.image_processor([[s.image] for s in samples], return_tensors="pt")
-        pixels = batch["pixel_values"][:, 0].to(device)
+        pixels = pixels[:, 0].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             features = vision(pixel_values=pixels).last_hidden_state
             image_tokens = model.model.connector(features) if cfg.align_weight else None
