@@ -1,19 +1,25 @@
 """Gateway overhead: the bare model call next to the same request through the HTTP gateway.
 
-Same model, same requests, same run: each query is answered once by `Skills.query` in this
+Same model, same requests, same run: each request is answered once by `Skills` in this
 process (no service, no network) and once through the whole platform started by
 `dreamforge up` machinery (HTTP → gateway auth/rate limit/validation → gRPC → inference →
-outbox events). Blocks run bare, HTTP, bare (A-B-A) so drift in machine load shows up as a
-difference between the two bare blocks, and no bare call overlaps the platform's own
-after-request work (event relay, consumers). Prints p50/p99 and the overhead at p50
-(target: ≤ 15% at concurrency 1).
+outbox events), for each skill in turn. Blocks run bare, HTTP, bare (A-B-A) so drift in
+machine load shows up as a difference between the two bare blocks, and no bare call overlaps
+the platform's own after-request work (event relay, consumers). Prints p50/p99 and the
+overhead at p50 per skill (target: ≤ 15% at concurrency 1), and the CPU time each process
+spent per HTTP request, which says where the overhead goes.
 
     python bench/gateway_overhead.py [--model models/default] [--requests 60] [--threads N]
+                                     [--skills query,point,detect,caption] [--gap-ms 0]
 
-`--threads N` gives both paths N torch threads (`torch.set_num_threads` here,
-`DREAMFORGE_TORCH_THREADS` for the inference service); by default both use torch's default.
-On a machine whose cores are busy with other work, 1 thread makes both paths steadier: a
-2-thread generation stalls at every parallel region whose second thread is not scheduled.
+The overhead is a fixed cost per request, so its share depends on how long the model takes:
+a one-word query answer is the worst case, a beam-searched caption the best.
+`--gap-ms` waits between HTTP requests (not timed), so the platform's after-request work
+(event relay, consumers) finishes before the next request: back to back (0) it competes with
+the next request for the cores. `--threads N` gives both paths N torch threads
+(`torch.set_num_threads` here, `DREAMFORGE_TORCH_THREADS` for the inference service); by
+default each path uses its own default: torch's for the bare call, the inference service's
+(`serving_threads`: one fewer, leaving a core to the platform's other processes) for HTTP.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import platform as host
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from benchlib import percentile, platform_on_free_ports
@@ -35,20 +44,71 @@ from dreamforge.supervisor import Platform
 from dreamforge.world import get_sample
 
 ROOT = Path(__file__).resolve().parents[1]
+SKILLS = ("query", "point", "detect", "caption")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
+@dataclass
+class Case:
+    """One request, as a bare call and as an HTTP body, and how to compare their answers."""
+
+    bare: Callable[[], Any]
+    body: dict[str, Any]
+    answer_of: Callable[[dict[str, Any]], Any]
 
 
-def timed_bare(skills: object, requests: list[tuple[object, str]]) -> tuple[list[float], list[str]]:
+def cases(skills: Any, skill: str, n: int) -> list[Case]:
+    """`n` test-split requests for `skill`; detect and point name an object that is in the image."""
+    out = []
+    for i in range(n):
+        sample = get_sample("test", i)
+        image, url = sample.image, to_data_url(sample.image)
+        if skill == "query":
+            question = sample.questions()[i % len(sample.questions())].question
+            out.append(Case(lambda im=image, q=question: skills.query(im, q), {"image_url": url, "question": question},
+                            lambda r: r["answer"]))
+        elif skill == "caption":
+            out.append(Case(lambda im=image: skills.caption(im), {"image_url": url}, lambda r: r["caption"]))
+        else:
+            name = sample.objects[i % len(sample.objects)].name
+            method = getattr(skills, skill)
+            key = "objects" if skill == "detect" else "points"
+            out.append(Case(lambda im=image, o=name, m=method: [_rounded(x) for x in m(im, o)],
+                            {"image_url": url, "object": name},
+                            lambda r, k=key: [_rounded(x.values()) for x in r[k]]))
+    return out
+
+
+def _rounded(coordinates: Any) -> tuple[float, ...]:
+    """Coordinates as compared: the gateway's JSON and the bare tuples agree to 3 decimals."""
+    return tuple(round(float(v), 3) for v in coordinates)
+
+
+def timed_bare(requests: list[Case]) -> tuple[list[float], list[Any]]:
     times, answers = [], []
-    for image, question in requests:
+    for case in requests:
         t0 = time.perf_counter()
-        answers.append(skills.query(image, question))  # type: ignore[attr-defined]
+        answers.append(case.bare())
         times.append((time.perf_counter() - t0) * 1000)
     return times, answers
 
 
-async def main(model_dir: Path, n: int, threads: int) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def platform_pids(platform: Platform) -> dict[str, int]:
+    pids = {name: child.process.pid for name, child in platform.children.items() if child.process is not None}
+    for service in platform.infra:
+        if service.process is not None:
+            pids[service.name] = service.process.pid
+    pids["bench (HTTP client)"] = os.getpid()
+    return pids
+
+
+async def main(model_dir: Path, n: int, threads: int, skill_names: list[str], gap_s: float) -> None:
     import torch
 
     from dreamforge.model.skills import Skills
@@ -58,12 +118,9 @@ async def main(model_dir: Path, n: int, threads: int) -> None:
         os.environ["DREAMFORGE_TORCH_THREADS"] = str(threads)
 
     skills = Skills.from_pretrained(model_dir)
-    requests = []
-    for i in range(n):
-        sample = get_sample("test", i)
-        qa = sample.questions()[i % len(sample.questions())]
-        requests.append((sample.image, qa.question))
-    skills.query(requests[0][0], requests[0][1])  # warm-up
+    requests = {skill: cases(skills, skill, n) for skill in skill_names}
+    results: dict[str, dict[str, list[float]]] = {}
+    cpu_ms: dict[str, dict[str, float]] = {}
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["DREAMFORGE_DEFAULT_MODEL"] = str(model_dir)
@@ -74,38 +131,56 @@ async def main(model_dir: Path, n: int, threads: int) -> None:
         await platform.start()
         try:
             admin = {"Authorization": f"Bearer {platform.admin_key()}"}
+            pids = platform_pids(platform)
             async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
                 tenant = (await client.post("/v1/admin/tenants", json={"name": "bench"}, headers=admin)).json()
                 key = (await client.post("/v1/admin/keys", json={"tenant_id": tenant["id"], "scopes": ["app"]},
                                          headers=admin)).json()["key"]
                 auth = {"Authorization": f"Bearer {key}"}
-                bodies = [{"image_url": to_data_url(image), "question": q} for image, q in requests]
-                await client.post("/v1/query", json=bodies[0], headers=auth)  # warm-up
-                bare_a, expected = timed_bare(skills, requests)
-                await asyncio.sleep(2)  # let the platform finish its after-request work
-                http = []
-                for body, answer in zip(bodies, expected, strict=True):
-                    t0 = time.perf_counter()
-                    response = await client.post("/v1/query", json=body, headers=auth)
-                    http.append((time.perf_counter() - t0) * 1000)
-                    response.raise_for_status()
-                    assert response.json()["answer"] == answer, "gateway answer differs from the bare call"
-                await asyncio.sleep(2)
-                bare_b, _ = timed_bare(skills, requests)
-                bare = bare_a + bare_b
+                for skill, batch in requests.items():
+                    batch[0].bare()  # warm-up, both paths
+                    (await client.post(f"/v1/{skill}", json=batch[0].body, headers=auth)).raise_for_status()
+                    bare_a, expected = timed_bare(batch)
+                    await asyncio.sleep(2)  # let the platform finish its after-request work
+                    http, inside = [], []
+                    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                    for case, answer in zip(batch, expected, strict=True):
+                        t0 = time.perf_counter()
+                        response = await client.post(f"/v1/{skill}", json=case.body, headers=auth)
+                        http.append((time.perf_counter() - t0) * 1000)
+                        response.raise_for_status()
+                        inside.append(response.json()["latency_ms"])
+                        assert case.answer_of(response.json()) == answer, f"gateway {skill} differs from the bare call"
+                        if gap_s:
+                            await asyncio.sleep(gap_s)
+                    await asyncio.sleep(2)  # the last request's after-work counts too
+                    cpu_ms[skill] = {name: (cpu_seconds(pid) - before[name]) * 1000 / len(batch)
+                                     for name, pid in pids.items()}
+                    bare_b, _ = timed_bare(batch)
+                    results[skill] = {"bare_a": bare_a, "bare_b": bare_b, "http": http, "inside": inside}
         finally:
             await asyncio.to_thread(platform.stop)
 
-    p50_bare, p50_http = statistics.median(bare), statistics.median(http)
-    print(f"# Gateway overhead — {n} query requests, concurrency 1, model {model_dir.name}, "
-          f"{host.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+    print(f"# Gateway overhead — {n} requests per skill, concurrency 1, gap {gap_s * 1000:.0f} ms, model "
+          f"{model_dir.name}, {host.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
           f"Python {host.python_version()}")
-    print(f"{'path':<44}{'p50 ms':>10}{'p99 ms':>10}")
-    print(f"{'bare Skills.query (in-process)':<44}{p50_bare:>10.1f}{percentile(bare, 0.99):>10.1f}")
-    print(f"{'HTTP gateway → inference (end to end)':<44}{p50_http:>10.1f}{percentile(http, 0.99):>10.1f}")
-    print(f"bare blocks before/after (drift check): p50 {statistics.median(bare_a):.1f} / "
-          f"{statistics.median(bare_b):.1f} ms")
-    print(f"gateway overhead at p50: {p50_http - p50_bare:+.1f} ms ({(p50_http / p50_bare - 1) * 100:+.1f}%)")
+    print(f"{'skill':<9}{'bare p50':>10}{'bare p99':>10}{'HTTP p50':>10}{'HTTP p99':>10}{'inference p50':>15}"
+          f"{'overhead p50':>22}{'drift (bare A / B p50)':>26}")
+    for skill, r in results.items():
+        bare = r["bare_a"] + r["bare_b"]
+        p50_bare, p50_http = statistics.median(bare), statistics.median(r["http"])
+        overhead = f"{p50_http - p50_bare:+.1f} ms ({(p50_http / p50_bare - 1) * 100:+.0f}%)"
+        drift = f"{statistics.median(r['bare_a']):.1f} / {statistics.median(r['bare_b']):.1f}"
+        print(f"{skill:<9}{p50_bare:>10.1f}{percentile(bare, 0.99):>10.1f}{p50_http:>10.1f}"
+              f"{percentile(r['http'], 0.99):>10.1f}{statistics.median(r['inside']):>15.1f}{overhead:>22}{drift:>26}")
+    print("(inference p50: the time the inference service itself reports, `latency_ms`: model resolution, "
+          "generation, the events' commit)")
+    print("\nCPU ms per HTTP request, by process (includes each request's after-work):")
+    names = list(next(iter(cpu_ms.values())))
+    print(f"{'process':<22}" + "".join(f"{skill:>10}" for skill in cpu_ms))
+    for name in names:
+        print(f"{name:<22}" + "".join(f"{cpu_ms[skill][name]:>10.1f}" for skill in cpu_ms))
+    print(f"{'all':<22}" + "".join(f"{sum(cpu_ms[skill].values()):>10.1f}" for skill in cpu_ms))
 
 
 if __name__ == "__main__":
@@ -113,5 +188,11 @@ if __name__ == "__main__":
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--threads", type=int, default=0, help="torch threads of both paths (0: torch's default)")
+    parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated, from " + ", ".join(SKILLS))
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="untimed wait between HTTP requests")
     args = parser.parse_args()
-    asyncio.run(main(args.model.resolve(), args.requests, args.threads))
+    chosen = [s.strip() for s in args.skills.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(SKILLS))
+    if unknown:
+        parser.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
+    asyncio.run(main(args.model.resolve(), args.requests, args.threads, chosen, args.gap_ms / 1000))

@@ -9,7 +9,10 @@ printed: requests/s, p50 and p99 latency, and the mean batch Triton formed (requ
 calls, from its statistics API).
 Figures are printed, not asserted.
 
-    python bench/inference_batching.py [--model models/default] [--requests 64]
+    python bench/inference_batching.py [--model models/default] [--requests 64] [--threads N]
+
+`--threads N` fixes the models' torch threads (0, the default: the runtime's own choice per batch,
+`serving_threads`).
 
 Without --model it uses models/default when built, else a random-weight model of the default
 architecture (same size and speed; its answers are nonsense and always run to the token limit).
@@ -81,14 +84,15 @@ async def run_clients(runtime: TritonRuntime, calls: list[SkillCall], clients: i
 
 
 
-async def main(model: Path | None, n: int) -> None:
+async def main(model: Path | None, n: int, threads: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="dreamforge-bench-triton-"))
     built = (DEFAULT_MODEL_DIR / "config.json").exists()
     base = model or (DEFAULT_MODEL_DIR if built else random_default_model(work / "model"))
     kind = "" if model or built else " (random weights, default architecture)"
     configs = {"unbatched": 1, "batched": 32}
     runtimes = {name: TritonRuntime(base, memory_budget_bytes=1 << 28, max_batch_size=size, batch_window_s=0.005,
-                                    work_dir=work / "triton", keep_warm_s=0) for name, size in configs.items()}
+                                    work_dir=work / "triton", keep_warm_s=0, torch_threads=threads)
+                for name, size in configs.items()}
     started = time.perf_counter()
     for runtime in runtimes.values():
         await runtime.start()
@@ -114,7 +118,8 @@ async def main(model: Path | None, n: int) -> None:
     device = "cuda (KIND_GPU)" if gpu_visible() else "CPU (KIND_CPU)"
     print(f"`python {' '.join(shlex.quote(a) for a in sys.argv)}` — {cores} cores ({platform.machine()}), "
           f"Python {platform.python_version()}, Triton 2.51 (nvidia-pytriton {PYTRITON_VERSION}), {device}; "
-          f"model {base}{kind}; {n} query requests per cell; two models loaded in {load_s:.0f}s\n")
+          f"model {base}{kind}; {n} query requests per cell; torch threads {threads or 'per batch'}; "
+          f"two models loaded in {load_s:.0f}s\n")
     print("| concurrency | dynamic batching | requests/s | p50 ms | p99 ms | mean batch |")
     print("|---:|---|---:|---:|---:|---:|")
     for clients in CONCURRENCY:
@@ -145,5 +150,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="checkpoint directory (default: models/default)")
     parser.add_argument("--requests", type=int, default=64, help="requests per measurement (concurrency 8 and 32)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of the models (0: chosen per batch)")
     args = parser.parse_args()
-    asyncio.run(main(args.model, args.requests))
+    asyncio.run(main(args.model, args.requests, args.threads))

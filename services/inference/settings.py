@@ -38,7 +38,9 @@ class InferenceSettings(PlatformSettings):
         default=5.0, ge=0, description="How long a resolved reference is reused (model.updated clears it sooner)")
     max_loaded_bases: int = Field(default=2, ge=1, description="Base checkpoints kept in memory at once (LRU)")
     max_adapter_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="Largest adapter artifact fetched")
-    torch_threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = torch's default")
+    torch_threads: int = Field(
+        default=0, ge=0, description="torch intra-op threads; 0 = chosen per batch: torch's default for big "
+                                     "batches, one fewer for small ones (serving_threads)")
     registry_timeout_s: float = Field(default=10.0, gt=0, description="Deadline of calls to the registry")
 
     @property

@@ -10,12 +10,42 @@ the most recently used ones within a memory budget, and evicts the least recentl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
 from PIL import Image
+
+#: Batches at least this big generate with all of torch's default threads (see `serving_threads`).
+PARALLEL_BATCH = 8
+
+
+def serving_threads(configured: int, batch_size: int = 1) -> int:
+    """torch intra-op threads for one generation of `batch_size` rows: `configured` when set (> 0); else
+    torch's default for batches of PARALLEL_BATCH or more and one thread fewer (at least 1) below that.
+
+    Why: a served model shares the machine with the platform's other processes (gateway, event consumers,
+    NATS). A small batch's matrices are too small to gain much from a second thread, and a generation with
+    one thread per core stalls at every parallel region whose other thread lost its core to them: on 2 cores
+    a caption through the gateway took 226 ms with 2 threads and 112 ms with 1 (the bare call ~120 ms either
+    way), and Triton served 8 concurrent queries (batches of ~4) at 92 requests/s with 1 thread and 76 with 2.
+    Big batches do gain: 32 concurrent queries (batches of ~13) 139 requests/s with 2 threads, 119 with 1
+    (bench/RESULTS.md, "Gateway overhead" and "Dynamic batching on Triton")."""
+    if configured > 0:
+        return configured
+    default = _torch_default_threads()
+    return default if batch_size >= PARALLEL_BATCH else max(1, default - 1)
+
+
+@functools.cache
+def _torch_default_threads() -> int:
+    """torch's own default, read once (before anything here changes it)."""
+    import torch
+
+    return torch.get_num_threads()
+
 
 Skill = Literal["caption", "query", "detect", "point", "chat"]
 SKILLS: tuple[Skill, ...] = ("caption", "query", "detect", "point", "chat")

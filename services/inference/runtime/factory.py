@@ -15,14 +15,11 @@ from services.inference.settings import InferenceSettings
 
 def create_runtime(settings: InferenceSettings, base_dir: Path) -> ModelRuntime:
     if settings.inference_runtime == "torch":
-        import torch
-
         from services.inference.runtime.torch_runtime import TorchRuntime
 
-        if settings.torch_threads:
-            torch.set_num_threads(settings.torch_threads)
         return TorchRuntime(base_dir, memory_budget_bytes=settings.adapter_memory_budget_bytes,
-                            max_batch_size=settings.max_batch_size, batch_window_s=settings.batch_window_ms / 1000)
+                            max_batch_size=settings.max_batch_size, batch_window_s=settings.batch_window_ms / 1000,
+                            threads=settings.torch_threads)
     try:
         from services.inference.runtime import triton_runtime  # type: ignore[attr-defined, unused-ignore]
     except ImportError as exc:

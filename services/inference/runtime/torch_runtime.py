@@ -44,6 +44,7 @@ from services.inference.runtime.base import (
     SkillCall,
     SkillOutput,
     TextStream,
+    serving_threads,
 )
 from services.inference.runtime.batcher import MicroBatcher
 from services.inference.runtime.lru import AdapterLRU
@@ -58,9 +59,10 @@ class TorchRuntime:
     name = "torch"
 
     def __init__(self, base_dir: str | Path, *, memory_budget_bytes: int, max_batch_size: int = 8,
-                 batch_window_s: float = 0.005, device: str | None = None) -> None:
+                 batch_window_s: float = 0.005, device: str | None = None, threads: int = 0) -> None:
         self.base_dir = Path(base_dir)
         self.device = device
+        self.threads = threads  # torch intra-op threads; 0: chosen per batch (serving_threads)
         self.lru = AdapterLRU(memory_budget_bytes)
         self.batcher: MicroBatcher[BatchKey, SkillCall, SkillOutput] = MicroBatcher(
             self._execute, max_batch=max_batch_size, window_s=batch_window_s)
@@ -124,6 +126,7 @@ class TorchRuntime:
                   streamer: TextStreamer | None = None, stop: threading.Event | None = None,
                   num_beams: int = 1) -> tuple[list[str], list[int], list[int]]:
         skills = self._require_skills()
+        torch.set_num_threads(serving_threads(self.threads, len(images)))  # this thread's OpenMP team
         batch = skills._inputs(images, prompts)
         kwargs: dict[str, Any] = skills._gen_kwargs(limit, num_beams)
         if streamer is not None:

@@ -67,12 +67,15 @@ class BackendEngine:
     """One base checkpoint and its adapters, driven batch by batch (not thread-safe: Triton calls
     `execute` of one model instance from one thread)."""
 
-    def __init__(self, base_dir: str | Path, *, memory_budget_bytes: int, device: str | None = None) -> None:
+    def __init__(self, base_dir: str | Path, *, memory_budget_bytes: int, device: str | None = None,
+                 threads: int = 0) -> None:
         self.base_dir, self.memory_budget_bytes, self.device = base_dir, memory_budget_bytes, device
+        self.threads = threads
         self.runtime = self._runtime(Skills.from_pretrained(base_dir, device))
 
     def _runtime(self, skills: Skills) -> TorchRuntime:
-        runtime = TorchRuntime(self.base_dir, memory_budget_bytes=self.memory_budget_bytes, device=self.device)
+        runtime = TorchRuntime(self.base_dir, memory_budget_bytes=self.memory_budget_bytes, device=self.device,
+                               threads=self.threads)
         runtime._skills = skills
         return runtime
 

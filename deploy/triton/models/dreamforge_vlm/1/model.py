@@ -36,14 +36,10 @@ class TritonPythonModel:
         base_dir = params.get("base_dir") or os.environ.get("DREAMFORGE_TRITON_BASE_DIR", "")
         if not base_dir:
             raise ValueError("set the model parameter base_dir (or DREAMFORGE_TRITON_BASE_DIR) to a checkpoint dir")
-        threads = int(params.get("torch_threads") or 0)
-        if threads > 0:
-            import torch
-
-            torch.set_num_threads(threads)
         budget = int(params.get("adapter_memory_budget_bytes") or
                      float(params.get("adapter_memory_budget_mb") or 512) * 1024 * 1024)
-        self.engine = BackendEngine(base_dir, memory_budget_bytes=budget, device=_device(args, params))
+        self.engine = BackendEngine(base_dir, memory_budget_bytes=budget, device=_device(args, params),
+                                    threads=int(params.get("torch_threads") or 0))
 
     def execute(self, requests: list[Any]) -> None:
         senders = [request.get_response_sender() for request in requests]
