@@ -246,7 +246,7 @@ def train(model, processor, cfg: TrainConfig, log: Callable[[str], None] = print
         "route": lambda out: out @ model.get_input_embeddings().weight[count_ids].float().T,
         "compare": compare_probe,
     }
-    history: dict = {"vision_loss": [], "loss": [], "aux_loss": [], "stopped_early": False}
+    history: dict = {"vision_loss": [], "loss": [], "aux_loss": [], "stopped_early": False, "autocast": autocast}
     t0 = time.time()
 
     def over_deadline() -> bool:
@@ -451,6 +451,10 @@ def build_default_model(
         "train_seconds": train_seconds,
         "device": str(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")),
         "threads": threads,
+        # Same seed, same code and the same of these give the same weights; float kernels differ between
+        # instruction sets (and bf16 autocast is on only where native), so another CPU gives another model.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "precision": "bf16 autocast" if history["autocast"] else "fp32",
         "parameters": sum(p.numel() for p in model.parameters()),
         "checkpoint_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file()),
         "spec": spec.as_dict(),

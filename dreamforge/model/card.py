@@ -39,7 +39,8 @@ def write_card(out: Path, report: dict) -> None:
         f"{(spec['image_size'] // spec['patch_size']) ** 2 // spec['scale_factor'] ** 2} image tokens",
         f"- vision: {spec['vision_layers']} layers x {spec['vision_hidden']}; "
         f"text (Llama): {spec['text_layers']} layers x {spec['text_hidden']}",
-        f"- trained with seed {report['seed']} in {report['train_seconds'] / 60:.1f} min on {report['device']} "
+        f"- trained with seed {report['seed']} in {report['train_seconds'] / 60:.1f} min on {report['device']}"
+        + (f", {report['cpu_capability']}, {report['precision']}" if "precision" in report else "") + " "
         f"({report['history']['steps_done']} steps, {report['history']['images_seen']:,} images"
         + (", stopped early at the deadline" if report["history"]["stopped_early"] else "")
         + ")",
