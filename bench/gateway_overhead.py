@@ -187,7 +187,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "default")
     parser.add_argument("--requests", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads of both paths (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of both paths (0: each its own)")
     parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated, from " + ", ".join(SKILLS))
     parser.add_argument("--gap-ms", type=float, default=0.0, help="untimed wait between HTTP requests")
     args = parser.parse_args()

@@ -29,10 +29,11 @@ def serving_threads(configured: int, batch_size: int = 1) -> int:
     Why: a served model shares the machine with the platform's other processes (gateway, event consumers,
     NATS). A small batch's matrices are too small to gain much from a second thread, and a generation with
     one thread per core stalls at every parallel region whose other thread lost its core to them: on 2 cores
-    a caption through the gateway took 226 ms with 2 threads and 112 ms with 1 (the bare call ~120 ms either
-    way), and Triton served 8 concurrent queries (batches of ~4) at 92 requests/s with 1 thread and 76 with 2.
-    Big batches do gain: 32 concurrent queries (batches of ~13) 139 requests/s with 2 threads, 119 with 1
-    (bench/RESULTS.md, "Gateway overhead" and "Dynamic batching on Triton")."""
+    a caption through the gateway took 198 ms with 2 threads and 108 ms with 1 (the bare call 95-107 ms), and
+    Triton served 8 concurrent queries (batches of ~4) at 90-98 requests/s this way against 70-75 with 2
+    threads (bench/RESULTS.md, "Gateway overhead" and "Dynamic batching on Triton"). Big batches keep every
+    thread: in-process a batch of 8 queries took 33-39 ms with 2 threads and 46-48 ms with 1; at concurrency
+    32 on Triton (batches of 13-16) the two settings measured level, 113-130 requests/s."""
     if configured > 0:
         return configured
     default = _torch_default_threads()
