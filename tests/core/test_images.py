@@ -8,7 +8,15 @@ import io
 import pytest
 from PIL import Image
 
-from dreamforge.images import ImageError, bytes_from_data_url_or_base64, decode_image, encode_png, to_data_url
+from dreamforge.images import (
+    ImageError,
+    bytes_from_data_url_or_base64,
+    decode_image,
+    encode_png,
+    encode_ppm,
+    to_data_url,
+)
+from dreamforge.world import get_sample
 
 
 def png(w: int = 8, h: int = 8) -> bytes:
@@ -56,3 +64,14 @@ def test_limits_and_undecodable_bytes() -> None:
         decode_image(gif.getvalue())
     with pytest.raises(ImageError, match=r"truncated|could not be decoded"):
         decode_image(png(64, 64)[:60])
+
+
+def test_ppm_transport_keeps_every_pixel_and_is_not_a_user_format() -> None:
+    """The Triton runtime's wire format: the backend must see the pixels the torch runtime sees."""
+    image = get_sample("test", 3).image
+    data = encode_ppm(image)
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.mode == "RGB" and decoded.tobytes() == image.convert("RGB").tobytes()
+    assert encode_ppm(image.convert("RGBA")) == data  # any mode travels as its RGB pixels
+    with pytest.raises(ImageError, match="not supported"):
+        decode_image(data)  # callers still send JPEG, PNG or WebP

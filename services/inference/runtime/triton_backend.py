@@ -43,7 +43,7 @@ CONTROL_SKILLS = ("load", "adapters", "reset")
 @dataclass(frozen=True)
 class BackendRequest:
     skill: str                 # a Skill, or a control verb (CONTROL_SKILLS)
-    image: bytes = b""         # encoded (PNG, JPEG, WebP); empty for control requests
+    image: bytes = b""         # encoded (PPM from the runtime; PNG, JPEG, WebP too); empty for control requests
     text: str = ""
     adapter_sha: str = ""      # "" = the base model
     adapter_path: str = ""     # the unpacked PEFT directory, as the server sees it

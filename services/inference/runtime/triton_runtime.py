@@ -33,7 +33,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
 from tritonclient.utils import InferenceServerException
 
-from dreamforge.images import encode_png
+from dreamforge.images import encode_ppm
 from dreamforge.world import parse_boxes, parse_points, readable
 from services.inference.runtime.base import (
     AdapterLoadError,
@@ -173,12 +173,14 @@ def create(settings: InferenceSettings, base_dir: Path) -> TritonRuntime:
 
 
 async def _call_inputs(call: SkillCall, stream: bool) -> list[grpcclient.InferInput]:
-    """The call's tensors. The image travels as PNG: lossless, so the backend sees the very pixels the
-    torch runtime would (a large one is encoded off the event loop)."""
+    """The call's tensors. The image travels as PPM: lossless, so the backend sees the very pixels the
+    torch runtime would, and uncompressed, because PNG's compression cost 2.4 ms of CPU per 96x96
+    request on the client and 0.2 ms in the backend, a quarter of a batched request's cost on 2 cores
+    (bench/RESULTS.md). A large image is encoded off the event loop."""
     width, height = call.image.size
-    png = encode_png(call.image) if width * height <= LARGE_IMAGE_PIXELS else await asyncio.to_thread(
-        encode_png, call.image)
-    return _inputs(call.skill, png, call.text, call.adapter, call.max_new_tokens or 0, stream)
+    data = encode_ppm(call.image) if width * height <= LARGE_IMAGE_PIXELS else await asyncio.to_thread(
+        encode_ppm, call.image)
+    return _inputs(call.skill, data, call.text, call.adapter, call.max_new_tokens or 0, stream)
 
 
 def _inputs(skill: str, image: bytes, text: str, adapter: AdapterRef | None, max_new_tokens: int,
