@@ -99,19 +99,25 @@ class Outbox:
                                        .values(published_at=utcnow()))
         return len(rows)
 
-    def start_relay(self, bus: EventBus, poll_s: float = 1.0) -> None:
-        self._task = asyncio.create_task(self._relay(bus, poll_s), name=f"{self.db.service}-outbox")
+    def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = 500) -> None:
+        """Publish in the background: at once after each `notify()`, else every `poll_s`, at most
+        `limit` rows per read."""
+        self._task = asyncio.create_task(self._relay(bus, poll_s, limit), name=f"{self.db.service}-outbox")
 
-    async def _relay(self, bus: EventBus, poll_s: float) -> None:
+    async def _relay(self, bus: EventBus, poll_s: float, limit: int = 500) -> None:
         while True:
+            # Cleared before reading, so a row committed while this pass publishes sets it again
+            # and the next pass starts at once; a pass that found fewer rows than `limit` needs no
+            # second, empty read (on the inference process that read cost the next request's
+            # generation CPU time at every answer).
+            self._wakeup.clear()
             try:
-                while await self.publish_pending(bus):
+                while await self.publish_pending(bus, limit) >= limit:
                     pass
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outbox relay failed; retrying")
-            self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), poll_s)
 

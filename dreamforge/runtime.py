@@ -172,8 +172,12 @@ async def _retry(log: logging.Logger, what: str, fn: Callable[[], Awaitable[Any]
             delay = min(delay * 2, 5.0)
 
 
-def service_main(name: str, settings: PlatformSettings, build: Callable[[ServiceRuntime], Awaitable[Any]]) -> None:
-    """Entry point of `python -m services.<name>`: logs, tracing, then the runtime."""
+def service_main(name: str, settings: PlatformSettings, build: Callable[[ServiceRuntime], Awaitable[Any]],
+                 *, spawns_children: bool = False) -> None:
+    """Entry point of `python -m services.<name>`: logs, tracing, then the runtime.
+
+    `spawns_children`: the service starts processes with asyncio's subprocess API (the trainer's
+    workers); it then runs on asyncio's own loop, not uvloop (see `event_loop_factory`)."""
     configure_logging(name, settings.log_level, settings.log_format)
     configure_tracing(name, settings.otlp_endpoint)
 
@@ -182,7 +186,25 @@ def service_main(name: str, settings: PlatformSettings, build: Callable[[Service
         runtime.state = await build(runtime)
         await runtime.run()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=None if spawns_children else event_loop_factory()) as runner:
+        runner.run(main())
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS), else asyncio's own loop.
+
+    Why: every request crosses several event loops (gateway HTTP, gRPC to inference, NATS to
+    billing and feedback); uvloop's cheaper socket I/O took 1-1.5 ms off a query's 13-15 ms of
+    platform overhead at concurrency 1 on 2 cores (bench/RESULTS.md). grpc.aio, nats-py, redis
+    and uvicorn run on any asyncio loop. Not for a service that spawns processes from its loop:
+    libuv starts them with fork(), which runs gRPC's fork handlers in the child, and the
+    trainer's worker died of SIGSEGV before exec in 4 of 8 test runs (asyncio's loop uses
+    vfork/posix_spawn and never did). `subprocess.Popen` is unaffected on either loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,7 @@ order, marked sent only once published (a publish that fails leaves the rest for
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from dreamforge.db import Database
 from dreamforge.events import INFERENCE_COMPLETED, USAGE_RECORDED, new_meta
 from dreamforge.outbox import Outbox
 from dreamforge.v1 import events_pb2
+from tests.helpers import eventually
 
 
 class Bus:
@@ -69,4 +71,53 @@ async def test_events_are_queued_together_published_in_order_and_marked_once_sen
     assert bus.subjects == [f"{INFERENCE_COMPLETED.subject('t1')} r2:completed",
                             f"{USAGE_RECORDED.subject('t1')} r2:usage"]
     assert await unsent(outbox) == [] and await outbox.publish_pending(bus) == 0  # type: ignore[arg-type]
+    await outbox.db.close()
+
+
+class SlowBus(Bus):
+    """A bus whose first publish waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first_started, self.release = asyncio.Event(), asyncio.Event()
+
+    async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> bool:
+        self.first_started.set()
+        await self.release.wait()
+        return await super().publish_raw(subject, data, headers)
+
+
+async def published(bus: Bus, count: int) -> list[str]:
+    """The event ids `bus` got once it has `count` of them; the relays below poll every 60 s, so
+    within 5 s only their own passes (start, `notify`) can have published them."""
+    await eventually(lambda: len(bus.subjects) >= count, timeout_s=5, interval_s=0.01)
+    return [s.split()[1] for s in bus.subjects]
+
+
+async def test_relay_drains_a_backlog_larger_than_one_read_in_one_pass(tmp_path: Path) -> None:
+    outbox = await outbox_in(tmp_path)
+    for request_id in ("r1", "r2", "r3"):
+        async with outbox.db.transaction() as conn:
+            await outbox.add_many(conn, events(request_id))  # type: ignore[arg-type]
+    bus = Bus()
+    outbox.start_relay(bus, poll_s=60, limit=4)  # type: ignore[arg-type]  # 6 rows: two reads
+    assert await published(bus, 6) == [f"r{i}:{kind}" for i in (1, 2, 3) for kind in ("completed", "usage")]
+    await outbox.stop(bus)  # type: ignore[arg-type]
+    await outbox.db.close()
+
+
+async def test_relay_takes_rows_committed_while_it_publishes_at_once(tmp_path: Path) -> None:
+    outbox = await outbox_in(tmp_path)
+    async with outbox.db.transaction() as conn:
+        await outbox.add_many(conn, events("r1"))  # type: ignore[arg-type]
+    bus = SlowBus()
+    outbox.start_relay(bus, poll_s=60)  # type: ignore[arg-type]
+    await asyncio.wait_for(bus.first_started.wait(), 5)
+    async with outbox.db.transaction() as conn:  # after the pass read its rows, before it is done
+        await outbox.add_many(conn, events("r2"))  # type: ignore[arg-type]
+    outbox.notify()
+    bus.release.set()
+    assert await published(bus, 4) == ["r1:completed", "r1:usage", "r2:completed", "r2:usage"]
+    assert await unsent(outbox) == []
+    await outbox.stop(bus)  # type: ignore[arg-type]
     await outbox.db.close()
