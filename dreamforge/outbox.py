@@ -28,6 +28,9 @@ from dreamforge.tracing import inject_headers
 
 log = logging.getLogger("dreamforge.outbox")
 
+#: Rows the relay reads and publishes at a time.
+RELAY_BATCH = 500
+
 
 class Outbox:
     def __init__(self, db: Database) -> None:
@@ -77,7 +80,7 @@ class Outbox:
         """Tell the relay there is something new (it also polls)."""
         self._wakeup.set()
 
-    async def publish_pending(self, bus: EventBus, limit: int = 500) -> int:
+    async def publish_pending(self, bus: EventBus, limit: int = RELAY_BATCH) -> int:
         """Publish unsent rows in order; returns how many were sent."""
         async with self.db.engine.connect() as conn:
             rows = (await conn.execute(
@@ -99,12 +102,12 @@ class Outbox:
                                        .values(published_at=utcnow()))
         return len(rows)
 
-    def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = 500) -> None:
+    def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = RELAY_BATCH) -> None:
         """Publish in the background: at once after each `notify()`, else every `poll_s`, at most
         `limit` rows per read."""
         self._task = asyncio.create_task(self._relay(bus, poll_s, limit), name=f"{self.db.service}-outbox")
 
-    async def _relay(self, bus: EventBus, poll_s: float, limit: int = 500) -> None:
+    async def _relay(self, bus: EventBus, poll_s: float, limit: int) -> None:
         while True:
             # Cleared before reading, so a row committed while this pass publishes sets it again
             # and the next pass starts at once; a pass that found fewer rows than `limit` needs no
