@@ -9,6 +9,7 @@ the producer's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,8 +18,28 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_serv
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, DEFAULT_ON, Sampler, SamplingResult
 
 _configured_exporters: list[SpanExporter] = []
+
+
+class RecordWhenExported(Sampler):
+    """The SDK's default (parent-based, always on) once something exports spans; until then, drop.
+
+    A dropped span still gets ids and propagates them (logs carry the trace id, `traceparent`
+    travels in gRPC metadata and NATS headers), but nothing is recorded: with no exporter,
+    recording every span of every request and event cost CPU time that nothing ever read."""
+
+    def __init__(self) -> None:
+        self.exporting = False
+
+    def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: Any = None,
+                      attributes: Any = None, links: Any = None, trace_state: Any = None) -> SamplingResult:
+        sampler = DEFAULT_ON if self.exporting else ALWAYS_OFF
+        return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return "RecordWhenExported"
 
 
 def configure_tracing(
@@ -27,15 +48,20 @@ def configure_tracing(
     """Install the global tracer provider once per process.
 
     `otlp_endpoint` exports to a collector; `exporter` (e.g. an InMemorySpanExporter
-    in tests) is added as well. Without either, spans are still created (ids flow
-    into logs and headers) but not exported.
+    in tests) is added as well. Without either, spans still carry ids (into logs and
+    headers) but are not recorded (`RecordWhenExported`); `OTEL_TRACES_SAMPLER` in the
+    environment overrides that choice, as the SDK documents.
     """
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
         provider = current
     else:
-        provider = TracerProvider(resource=Resource.create({"service.name": f"dreamforge-{service}"}))
+        sampler = None if os.environ.get("OTEL_TRACES_SAMPLER") else RecordWhenExported()
+        provider = TracerProvider(resource=Resource.create({"service.name": f"dreamforge-{service}"}),
+                                  sampler=sampler)
         trace.set_tracer_provider(provider)
+    if (otlp_endpoint or exporter is not None) and isinstance(provider.sampler, RecordWhenExported):
+        provider.sampler.exporting = True
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
