@@ -21,12 +21,6 @@ from PIL import Image, UnidentifiedImageError
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 MAX_IMAGE_PIXELS = 16_000_000          # e.g. 4000 x 4000
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP")
-#: Images up to these sizes are decoded on the event loop rather than in a worker thread: the hop
-#: to a thread and back costs ~0.3 ms on 2 cores, more than decoding them (a 96x96 PNG of the
-#: synthetic world, 15 KB: 0.23 ms). Anything bigger goes to a thread, so the loop is never held
-#: for more than ~0.5 ms by one image.
-INLINE_DECODE_PIXELS = 128 * 128
-INLINE_DECODE_BYTES = 64 * 1024
 _DATA_URL = re.compile(r"^data:(?P<mime>[\w/+.-]*)(?P<params>(;[\w=.-]+)*?);base64,(?P<data>.*)$", re.DOTALL)
 
 
@@ -87,22 +81,6 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: i
     except (OSError, ValueError):
         raise ImageError("image is truncated or corrupt: send the complete file") from None
     return DecodedImage(image=image, sha256=hashlib.sha256(data).hexdigest(), format=fmt, size_bytes=len(data))
-
-
-def decodes_inline(data: bytes) -> bool:
-    """True when `data` is small enough to decode on the event loop (see INLINE_DECODE_PIXELS).
-
-    Reads only the header; anything it cannot read goes to a thread, where `decode_image`
-    gives the error."""
-    if not data or len(data) > INLINE_DECODE_BYTES:
-        return False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            width, height = Image.open(io.BytesIO(data)).size
-    except Exception:
-        return False
-    return width * height <= INLINE_DECODE_PIXELS
 
 
 def encode_png(image: Image.Image) -> bytes:

@@ -21,15 +21,7 @@ from typing import Any, Literal, Protocol
 import grpc
 
 from dreamforge.grpcio import InvalidArgument, ServiceError
-from dreamforge.images import (
-    INLINE_DECODE_BYTES,
-    MAX_IMAGE_BYTES,
-    MAX_IMAGE_PIXELS,
-    ImageError,
-    bytes_from_data_url_or_base64,
-    decode_image,
-    decodes_inline,
-)
+from dreamforge.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, ImageError, bytes_from_data_url_or_base64, decode_image
 from dreamforge.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 from services.gateway.errors import GRPC_TO_HTTP
 
@@ -58,8 +50,6 @@ MAX_CHAT_TEXT_CHARS = 8000
 MAX_NEW_TOKENS = 2048
 
 DEFAULT_MODEL = "default"
-#: Base64 of an image small enough to decode on the event loop is at most this long (plus a data URL prefix).
-INLINE_DATA_URL_CHARS = INLINE_DECODE_BYTES * 4 // 3 + 100
 LIMITS_TEXT = (
     f"Images: JPEG, PNG or WebP as a data URL (`data:image/png;base64,...`) or plain base64, at most "
     f"{IMAGE_MAX_BYTES // (1024 * 1024)} MiB encoded and {IMAGE_MAX_PIXELS:,} pixels; image URLs are not fetched."
@@ -161,29 +151,19 @@ def check_image_bytes(data: bytes, label: str) -> bytes:
 
 def image_bytes(value: str | None, label: str) -> bytes:
     """Bytes of a data URL or base64 image, checked (see `check_image_bytes`)."""
-    return check_image_bytes(encoded_image(value, label), label)
-
-
-def encoded_image(value: str | None, label: str) -> bytes:
-    """The bytes a data URL or base64 string carries, not decoded as an image yet."""
     if value is None or not value.strip():
         raise InvalidArgument(f"{label} is required: send the image as a data URL "
                               f"(data:image/png;base64,...) or base64 of a JPEG, PNG or WebP file")
     try:
-        return bytes_from_data_url_or_base64(value)
+        data = bytes_from_data_url_or_base64(value)
     except ImageError as exc:
         raise InvalidArgument(f"{label}: {exc}") from None
+    return check_image_bytes(data, label)
 
 
 async def image_bytes_async(value: str | None, label: str) -> bytes:
-    """`image_bytes` off the event loop (decoding a large image takes tens of milliseconds), except for
-    a small image, which decodes faster than the hop to a worker thread (`decodes_inline`)."""
-    if value is None or len(value) > INLINE_DATA_URL_CHARS:
-        return await asyncio.to_thread(image_bytes, value, label)
-    data = encoded_image(value, label)
-    if decodes_inline(data):
-        return check_image_bytes(data, label)
-    return await asyncio.to_thread(check_image_bytes, data, label)
+    """`image_bytes` off the event loop (decoding a large image takes tens of milliseconds)."""
+    return await asyncio.to_thread(image_bytes, value, label)
 
 
 def required_text(value: str | None, label: str, limit: int, what: str) -> str:

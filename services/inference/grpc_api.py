@@ -1,9 +1,8 @@
 """gRPC surface of the inference service: checks requests, hands them to InferenceService.
 
 Decoding an image is CPU work (up to 16 megapixels), so validation runs in a worker thread
-to keep the event loop (and the batches it is forming) responsive; a small image
-(`dreamforge.images.decodes_inline`) is checked on the loop, since the hop would cost more
-than decoding it. Boxes and points are answered in normalised [0, 1] image coordinates.
+to keep the event loop (and the batches it is forming) responsive. Boxes and points are
+answered in normalised [0, 1] image coordinates.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from dreamforge.grpcio import InvalidArgument, grpc_errors
-from dreamforge.images import decodes_inline
 from dreamforge.v1 import inference_pb2, inference_pb2_grpc
 from services.inference import validation
 from services.inference.service import InferenceService
@@ -29,27 +27,24 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, service: InferenceService) -> None:
         self.service = service
 
-    async def _prepare(self, check: Callable[[M, Limits], Prepared], request: M, image: bytes = b"") -> Prepared:
-        """`check(request)`, in a worker thread unless `image` (the request's one image) is small."""
-        if decodes_inline(image):
-            return check(request, self.service.limits)
+    async def _prepare(self, check: Callable[[M, Limits], Prepared], request: M) -> Prepared:
         return await asyncio.to_thread(check, request, self.service.limits)
 
     @grpc_errors
     async def Caption(self, request: inference_pb2.CaptionRequest, context: Context) -> inference_pb2.SkillResponse:
-        return await self.service.answer(await self._prepare(validation.caption, request, request.image.data))
+        return await self.service.answer(await self._prepare(validation.caption, request))
 
     @grpc_errors
     async def Query(self, request: inference_pb2.QueryRequest, context: Context) -> inference_pb2.SkillResponse:
-        return await self.service.answer(await self._prepare(validation.query, request, request.image.data))
+        return await self.service.answer(await self._prepare(validation.query, request))
 
     @grpc_errors
     async def Detect(self, request: inference_pb2.DetectRequest, context: Context) -> inference_pb2.SkillResponse:
-        return await self.service.answer(await self._prepare(validation.detect, request, request.image.data))
+        return await self.service.answer(await self._prepare(validation.detect, request))
 
     @grpc_errors
     async def Point(self, request: inference_pb2.PointRequest, context: Context) -> inference_pb2.SkillResponse:
-        return await self.service.answer(await self._prepare(validation.point, request, request.image.data))
+        return await self.service.answer(await self._prepare(validation.point, request))
 
     @grpc_errors
     async def Chat(self, request: inference_pb2.ChatRequest, context: Context) -> inference_pb2.SkillResponse:
@@ -60,9 +55,9 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                      context: Context) -> AsyncIterator[inference_pb2.TextChunk]:
         which = request.WhichOneof("skill")
         if which == "caption":
-            prepared = await self._prepare(validation.caption, request.caption, request.caption.image.data)
+            prepared = await self._prepare(validation.caption, request.caption)
         elif which == "query":
-            prepared = await self._prepare(validation.query, request.query, request.query.image.data)
+            prepared = await self._prepare(validation.query, request.query)
         elif which == "chat":
             prepared = await self._prepare(validation.chat, request.chat)
         else:

@@ -9,11 +9,9 @@ import pytest
 from PIL import Image
 
 from dreamforge.images import (
-    INLINE_DECODE_BYTES,
     ImageError,
     bytes_from_data_url_or_base64,
     decode_image,
-    decodes_inline,
     encode_png,
     encode_ppm,
     to_data_url,
@@ -77,13 +75,3 @@ def test_ppm_transport_keeps_every_pixel_and_is_not_a_user_format() -> None:
     assert encode_ppm(image.convert("RGBA")) == data  # any mode travels as its RGB pixels
     with pytest.raises(ImageError, match="not supported"):
         decode_image(data)  # callers still send JPEG, PNG or WebP
-
-
-def test_only_small_images_are_decoded_on_the_event_loop() -> None:
-    world = get_sample("test", 0)
-    assert decodes_inline(encode_png(world.image))  # the synthetic world's 96x96 images
-    assert not decodes_inline(png(2000, 2000))  # a few KB of PNG, but 4 megapixels to decode
-    assert len(png(2000, 2000)) < INLINE_DECODE_BYTES
-    assert not decodes_inline(b"\x89PNG not really")  # unreadable: the worker thread words the error
-    assert not decodes_inline(b"")
-    assert not decodes_inline(encode_png(world.image) + bytes(INLINE_DECODE_BYTES))  # too many bytes
