@@ -49,6 +49,7 @@ proto: install ## Regenerate dreamforge/v1 from proto/
 bench: install ## Run the benchmarks under bench/ and print their figures (see bench/RESULTS.md)
 	$(PY) bench/bus_throughput.py
 	$(PY) bench/gateway_overhead.py
+	$(PY) bench/request_stages.py
 	$(PY) bench/inference_latency.py
 	$(PY) bench/inference_batching.py
 	$(PY) bench/decoding.py

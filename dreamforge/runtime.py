@@ -179,7 +179,7 @@ def service_main(name: str, settings: PlatformSettings, build: Callable[[Service
     `spawns_children`: the service starts processes with asyncio's subprocess API (the trainer's
     workers); it then runs on asyncio's own loop, not uvloop (see `event_loop_factory`)."""
     configure_logging(name, settings.log_level, settings.log_format)
-    configure_tracing(name, settings.otlp_endpoint)
+    configure_tracing(name, settings.otlp_endpoint, trace_file=settings.trace_file)
 
     async def main() -> None:
         runtime = ServiceRuntime(name, settings)

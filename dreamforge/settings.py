@@ -44,6 +44,7 @@ class PlatformSettings(BaseSettings):
         description="SQLAlchemy async URL; empty = one SQLite file per service under $home/data",
     )
     otlp_endpoint: str = Field(default="", description="OTLP gRPC endpoint for traces; empty = no export")
+    trace_file: str = Field(default="", description="Append every span to this file as JSON lines; empty = none")
     log_level: str = "INFO"
     log_format: str = Field(default="json", description="json | text")
 

@@ -9,15 +9,17 @@ the producer's.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, DEFAULT_ON, Sampler, SamplingResult
 
 _configured_exporters: list[SpanExporter] = []
@@ -42,15 +44,53 @@ class RecordWhenExported(Sampler):
         return "RecordWhenExported"
 
 
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each finished span to a file as one JSON line, for looking at traces without a collector.
+
+    Every process of a platform may append to the same file: each batch is one `write` to a file
+    opened with O_APPEND, so lines never interleave. Times are epoch nanoseconds (one clock for all
+    processes of a machine), ids lower-case hex as in `traceparent`."""
+
+    def __init__(self, path: str | Path, service: str) -> None:
+        self.service = service
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._fd is None:
+            return SpanExportResult.FAILURE
+        lines = [json.dumps(span_record(span, self.service), default=str) + "\n" for span in spans]
+        if lines:
+            os.write(self._fd, "".join(lines).encode())
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def span_record(span: ReadableSpan, service: str) -> dict[str, Any]:
+    """What `JsonLinesSpanExporter` writes for one span."""
+    context, parent = span.get_span_context(), span.parent
+    return {"service": service, "name": span.name, "kind": span.kind.name.lower(),
+            "trace_id": format(context.trace_id, "032x") if context else "",
+            "span_id": format(context.span_id, "016x") if context else "",
+            "parent_id": format(parent.span_id, "016x") if parent else "",
+            "start_ns": span.start_time, "end_ns": span.end_time,
+            "status": span.status.status_code.name.lower(), "attributes": dict(span.attributes or {})}
+
+
 def configure_tracing(
-    service: str, otlp_endpoint: str = "", exporter: SpanExporter | None = None
+    service: str, otlp_endpoint: str = "", exporter: SpanExporter | None = None, trace_file: str = ""
 ) -> TracerProvider:
     """Install the global tracer provider once per process.
 
-    `otlp_endpoint` exports to a collector; `exporter` (e.g. an InMemorySpanExporter
-    in tests) is added as well. Without either, spans still carry ids (into logs and
-    headers) but are not recorded (`RecordWhenExported`); `OTEL_TRACES_SAMPLER` in the
-    environment overrides that choice, as the SDK documents.
+    `otlp_endpoint` exports to a collector; `trace_file` appends spans to a local JSON-lines
+    file (`JsonLinesSpanExporter`); `exporter` (e.g. an InMemorySpanExporter in tests) is added
+    as well. Without any of them, spans still carry ids (into logs and headers) but are not
+    recorded (`RecordWhenExported`); `OTEL_TRACES_SAMPLER` in the environment overrides that
+    choice, as the SDK documents.
     """
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
@@ -60,12 +100,14 @@ def configure_tracing(
         provider = TracerProvider(resource=Resource.create({"service.name": f"dreamforge-{service}"}),
                                   sampler=sampler)
         trace.set_tracer_provider(provider)
-    if (otlp_endpoint or exporter is not None) and isinstance(provider.sampler, RecordWhenExported):
+    if (otlp_endpoint or trace_file or exporter is not None) and isinstance(provider.sampler, RecordWhenExported):
         provider.sampler.exporting = True
     if otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint, insecure=True)))
+    if trace_file:
+        provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(trace_file, service)))
     if exporter is not None and exporter not in _configured_exporters:
         _configured_exporters.append(exporter)
         provider.add_span_processor(SimpleSpanProcessor(exporter))

@@ -1,4 +1,9 @@
-"""Request ids: one per HTTP request or WebSocket, on the response, in error bodies and in logs.
+"""Request ids and traces: one id and one server span per HTTP request or WebSocket.
+
+The id is on the response, in error bodies and in logs. The span is the root of everything
+the request causes (gRPC calls, the events inference writes, their consumers), or a child of
+the caller's span when the request carries a W3C `traceparent`; the access-log line is written
+inside it, so it carries the trace id.
 
 A client-supplied `X-Request-Id` is kept when it is sane (1-128 of [A-Za-z0-9._:-]),
 otherwise the gateway makes `req_<hex>`. The id lives in the ASGI scope's state so the
@@ -17,6 +22,9 @@ from contextvars import ContextVar
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from dreamforge.tracing import extract_context, tracer
 
 HEADER = "x-request-id"
 _SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -26,6 +34,8 @@ _STATE_KEY = "dreamforge_request_id"
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
 
 access_log = logging.getLogger("dreamforge.gateway.access")
+_tracer = tracer("dreamforge.gateway")
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
 def new_request_id() -> str:
@@ -61,6 +71,9 @@ class RequestContextMiddleware(ASGIMiddleware):
         token = current_request_id.set(request_id)
         started = time.perf_counter()
         status = 0
+        method = str(scope.get("method", "WS"))
+        parent = extract_context({k.decode("latin-1"): v.decode("latin-1")
+                                  for k, v in scope.get("headers", ()) if k in _TRACE_HEADERS})
 
         async def capture(message: Message) -> None:
             nonlocal status
@@ -70,16 +83,29 @@ class RequestContextMiddleware(ASGIMiddleware):
                 status = 101
             await send(message)
 
-        try:
-            await next_app(scope, receive, capture)
-        except Exception as exc:
-            status = getattr(exc, "status_code", 500)
-            raise
-        finally:
-            user = scope.get("user")
-            access_log.info("request", extra={
-                "request_id": request_id, "method": scope.get("method", "WS"), "path": scope["path"],
-                "status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "tenant_id": getattr(user, "tenant_id", None), "key_id": getattr(user, "key_id", None),
-            })
-            current_request_id.reset(token)
+        with _tracer.start_as_current_span(method, context=parent, kind=SpanKind.SERVER,
+                                           set_status_on_exception=False) as span:
+            try:
+                await next_app(scope, receive, capture)
+            except Exception as exc:
+                status = getattr(exc, "status_code", 500)
+                raise
+            finally:
+                user = scope.get("user")
+                tenant_id, key_id = getattr(user, "tenant_id", None), getattr(user, "key_id", None)
+                if span.is_recording():
+                    route = scope.get("path_template")
+                    if route:
+                        span.update_name(f"{method} {route}")
+                    span.set_attributes({"http.request.method": method, "url.path": scope["path"],
+                                         "http.route": route or "", "http.response.status_code": status,
+                                         "dreamforge.request_id": request_id, "dreamforge.tenant_id": tenant_id or "",
+                                         "dreamforge.key_id": key_id or ""})
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+                access_log.info("request", extra={
+                    "request_id": request_id, "method": method, "path": scope["path"], "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2), "tenant_id": tenant_id,
+                    "key_id": key_id,
+                })
+                current_request_id.reset(token)

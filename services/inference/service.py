@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable
 
 from dreamforge.grpcio import FailedPrecondition, ServiceError
+from dreamforge.tracing import tracer
 from dreamforge.v1 import common_pb2, events_pb2, inference_pb2
 from services.inference.artifacts import AdapterFiles
 from services.inference.pool import RuntimePool
@@ -32,6 +33,7 @@ from services.inference.settings import InferenceSettings
 from services.inference.validation import Limits, Prepared
 
 log = logging.getLogger("dreamforge.inference")
+_tracer = tracer("dreamforge.inference")
 PREFETCH_MAX_AGE_S = 120.0
 
 
@@ -56,7 +58,8 @@ class InferenceService:
         route, runtime, call = await self._plan(request)
         image_kept = self.events.keep_image(request)  # the image store write overlaps generation
         try:
-            output = await runtime.run(call)
+            with _tracer.start_as_current_span("inference.generate"):  # batching queue included
+                output = await runtime.run(call)
         except ServiceError:
             raise
         except Exception as exc:
@@ -105,7 +108,8 @@ class InferenceService:
                       image_kept: Awaitable[object]) -> inference_pb2.SkillResponse:
         """Record the events (committed before the answer leaves: a crash loses no served request)."""
         latency_ms = (time.perf_counter() - started) * 1000
-        await self.events.record(Served(request, route, output, latency_ms), image_kept)
+        with _tracer.start_as_current_span("inference.record"):
+            await self.events.record(Served(request, route, output, latency_ms), image_kept)
         return inference_pb2.SkillResponse(
             request_id=request.request_id, text=output.text,
             objects=[inference_pb2.Box(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3]) for b in output.boxes],

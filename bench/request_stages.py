@@ -1,0 +1,187 @@
+"""Where a skill call's time goes, stage by stage, read from the platform's own traces.
+
+Starts a whole platform (`dreamforge up` machinery) with `DREAMFORGE_TRACE_FILE` set, so every
+service appends its spans to one JSON-lines file; sends each request back to back (concurrency 1)
+with its own W3C `traceparent`; then reads each request's trace back and splits the time the
+client waited into the stages between span boundaries:
+
+    client → gateway span | auth | rate limit (Redis) | body, checks, quota → gRPC call |
+    gRPC request | inference checks, route | model (batch queue + generation) | → record |
+    events committed (outbox) | → response | gRPC response | gateway after the call | → client
+
+    python bench/request_stages.py [--model models/default] [--requests 60]
+                                   [--skills query,point,detect,caption] [--gap-ms 0]
+
+`--gap-ms` waits between requests (untimed), so the platform's after-request work (outbox
+relay, billing and feedback consumers) is done before the next request starts; back to back
+(0) it competes with the next request for the cores, and the difference says how much.
+
+Recording spans costs time of its own, so totals run a little above `bench/gateway_overhead.py`,
+which measures the overhead itself (bare model vs HTTP); this script says where it goes. All
+processes share one machine clock (epoch nanoseconds), so boundaries across processes compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform as host
+import secrets
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from benchlib import percentile, platform_on_free_ports
+
+from dreamforge.images import to_data_url
+from dreamforge.supervisor import Platform
+from dreamforge.world import get_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+SKILLS = ("query", "point", "detect", "caption")
+#: (stage, span boundary it starts at, span boundary it ends at); "client.*" are the bench's own clock.
+STAGES = (
+    ("client → gateway span", "client.start", "http.start"),
+    ("auth (API key)", "http.start", "rate_limit.start"),
+    ("rate limit (Redis)", "rate_limit.start", "rate_limit.end"),
+    ("body, checks, quota → gRPC call", "rate_limit.end", "call.start"),
+    ("gRPC request", "call.start", "served.start"),
+    ("inference: checks, route", "served.start", "generate.start"),
+    ("model (batch queue + generation)", "generate.start", "generate.end"),
+    ("→ record", "generate.end", "record.start"),
+    ("events committed (outbox)", "record.start", "record.end"),
+    ("→ response", "record.end", "served.end"),
+    ("gRPC response", "served.end", "call.end"),
+    ("gateway after the call", "call.end", "http.end"),
+    ("→ client", "http.end", "client.end"),
+)
+
+
+def body(skill: str, i: int) -> dict[str, Any]:
+    sample = get_sample("test", i)
+    out: dict[str, Any] = {"image_url": to_data_url(sample.image)}
+    if skill == "query":
+        out["question"] = sample.questions()[i % len(sample.questions())].question
+    elif skill in ("detect", "point"):
+        out["object"] = sample.objects[i % len(sample.objects)].name
+    return out
+
+
+def boundaries(spans: list[dict[str, Any]], skill: str) -> dict[str, int] | None:
+    """The span boundaries of one request's trace (ns), or None while its spans are incomplete."""
+    method = f"InferenceService/{skill.capitalize()}"
+    named = {
+        "http": [s for s in spans if s["service"] == "gateway" and s["kind"] == "server"],
+        "rate_limit": [s for s in spans if s["name"] == "gateway.rate_limit"],
+        "call": [s for s in spans if s["kind"] == "client" and s["name"].endswith(method)],
+        "served": [s for s in spans if s["kind"] == "server" and s["name"].endswith(method)],
+        "generate": [s for s in spans if s["name"] == "inference.generate"],
+        "record": [s for s in spans if s["name"] == "inference.record"],
+    }
+    if any(len(found) != 1 for found in named.values()):
+        return None
+    out = {}
+    for key, (span,) in named.items():
+        out[f"{key}.start"], out[f"{key}.end"] = span["start_ns"], span["end_ns"]
+    return out
+
+
+def read_traces(path: Path) -> dict[str, list[dict[str, Any]]]:
+    traces: dict[str, list[dict[str, Any]]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            span = json.loads(line)
+            traces.setdefault(span["trace_id"], []).append(span)
+    return traces
+
+
+async def main(model_dir: Path, n: int, skill_names: list[str], gap_s: float) -> None:
+    stages: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        trace_file = Path(tmp) / "spans.jsonl"
+        os.environ["DREAMFORGE_DEFAULT_MODEL"] = str(model_dir)
+        os.environ["DREAMFORGE_RATE_LIMIT_PER_MINUTE"] = "100000"
+        os.environ["DREAMFORGE_RATE_LIMIT_BURST"] = "1000"
+        os.environ["DREAMFORGE_TRACE_FILE"] = str(trace_file)
+        platform = Platform(platform_on_free_ports(Path(tmp) / "home"), say=lambda _line: None)
+        await platform.start()
+        sent: dict[str, list[tuple[str, int, int]]] = {skill: [] for skill in skill_names}
+        try:
+            admin = {"Authorization": f"Bearer {platform.admin_key()}"}
+            async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
+                tenant = (await client.post("/v1/admin/tenants", json={"name": "bench"}, headers=admin)).json()
+                key = (await client.post("/v1/admin/keys", json={"tenant_id": tenant["id"], "scopes": ["app"]},
+                                         headers=admin)).json()["key"]
+                auth = {"Authorization": f"Bearer {key}"}
+                for skill in skill_names:
+                    requests = [body(skill, i) for i in range(n)]
+                    (await client.post(f"/v1/{skill}", json=requests[0], headers=auth)).raise_for_status()  # warm-up
+                    for request in requests:
+                        trace_id = secrets.token_hex(16)
+                        headers = {**auth, "traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+                        t0 = time.time_ns()
+                        response = await client.post(f"/v1/{skill}", json=request, headers=headers)
+                        t1 = time.time_ns()
+                        response.raise_for_status()
+                        sent[skill].append((trace_id, t0, t1))
+                        if gap_s:
+                            await asyncio.sleep(gap_s)
+            deadline = time.monotonic() + 30  # spans are exported in batches, every few seconds
+            while True:
+                traces = read_traces(trace_file)
+                complete = {trace_id: b for skill, requests in sent.items() for trace_id, _, _ in requests
+                            if (b := boundaries(traces.get(trace_id, []), skill)) is not None}
+                if len(complete) == sum(map(len, sent.values())) or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+        finally:
+            await asyncio.to_thread(platform.stop)
+
+    for skill, requests in sent.items():
+        stages[skill] = {name: [] for name, _, _ in STAGES} | {"total (client)": []}
+        for trace_id, t0, t1 in requests:
+            if trace_id not in complete:
+                continue
+            points = complete[trace_id] | {"client.start": t0, "client.end": t1}
+            for name, start, end in STAGES:
+                stages[skill][name].append((points[end] - points[start]) / 1e6)
+            stages[skill]["total (client)"].append((t1 - t0) / 1e6)
+
+    import torch
+
+    print(f"# Request stages — {n} requests per skill, concurrency 1, gap {gap_s * 1000:.0f} ms, from spans; "
+          f"model {model_dir.name}, "
+          f"{host.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
+          f"Python {host.python_version()}")
+    print(f"{'stage (p50 / p90 ms)':<36}" + "".join(f"{skill:>16}" for skill in stages))
+    for name in [*(s for s, _, _ in STAGES), "total (client)"]:
+        cells = [f"{statistics.median(v[name]):.2f} / {percentile(v[name], 0.9):.2f}" if v[name] else "—"
+                 for v in stages.values()]
+        print(f"{name:<36}" + "".join(f"{c:>16}" for c in cells))
+    shares = []
+    for v in stages.values():
+        platform_ms = [t - m for t, m in zip(v["total (client)"], v["model (batch queue + generation)"], strict=True)]
+        shares.append(f"{statistics.median(platform_ms):.2f}" if platform_ms else "—")
+    print(f"{'all but the model (p50)':<36}" + "".join(f"{c:>16}" for c in shares))
+    missing = sum(map(len, sent.values())) - len(complete)
+    if missing:
+        print(f"({missing} requests' traces were incomplete and left out)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=ROOT / "models" / "default")
+    parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated, from " + ", ".join(SKILLS))
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="untimed wait between requests")
+    args = parser.parse_args()
+    chosen = [s.strip() for s in args.skills.split(",") if s.strip()]
+    unknown = sorted(set(chosen) - set(SKILLS))
+    if unknown:
+        parser.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
+    asyncio.run(main(args.model.resolve(), args.requests, chosen, args.gap_ms / 1000))
