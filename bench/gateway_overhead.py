@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import percentile, platform_on_free_ports
+from benchlib import app_key_headers, chosen_skills, percentile, platform_on_free_ports
 
 from dreamforge.images import to_data_url
 from dreamforge.supervisor import Platform
@@ -130,13 +130,9 @@ async def main(model_dir: Path, n: int, threads: int, skill_names: list[str], ga
         platform = Platform(settings, say=lambda _line: None)
         await platform.start()
         try:
-            admin = {"Authorization": f"Bearer {platform.admin_key()}"}
             pids = platform_pids(platform)
             async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
-                tenant = (await client.post("/v1/admin/tenants", json={"name": "bench"}, headers=admin)).json()
-                key = (await client.post("/v1/admin/keys", json={"tenant_id": tenant["id"], "scopes": ["app"]},
-                                         headers=admin)).json()["key"]
-                auth = {"Authorization": f"Bearer {key}"}
+                auth = await app_key_headers(client, platform.admin_key())
                 for skill, batch in requests.items():
                     batch[0].bare()  # warm-up, both paths
                     (await client.post(f"/v1/{skill}", json=batch[0].body, headers=auth)).raise_for_status()
@@ -191,8 +187,5 @@ if __name__ == "__main__":
     parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated, from " + ", ".join(SKILLS))
     parser.add_argument("--gap-ms", type=float, default=0.0, help="untimed wait between HTTP requests")
     args = parser.parse_args()
-    chosen = [s.strip() for s in args.skills.split(",") if s.strip()]
-    unknown = sorted(set(chosen) - set(SKILLS))
-    if unknown:
-        parser.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
+    chosen = chosen_skills(parser, args.skills, SKILLS)
     asyncio.run(main(args.model.resolve(), args.requests, args.threads, chosen, args.gap_ms / 1000))

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import percentile, platform_on_free_ports
+from benchlib import app_key_headers, chosen_skills, percentile, platform_on_free_ports
 
 from dreamforge.images import to_data_url
 from dreamforge.supervisor import Platform
@@ -112,12 +112,8 @@ async def main(model_dir: Path, n: int, skill_names: list[str], gap_s: float) ->
         await platform.start()
         sent: dict[str, list[tuple[str, int, int]]] = {skill: [] for skill in skill_names}
         try:
-            admin = {"Authorization": f"Bearer {platform.admin_key()}"}
             async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
-                tenant = (await client.post("/v1/admin/tenants", json={"name": "bench"}, headers=admin)).json()
-                key = (await client.post("/v1/admin/keys", json={"tenant_id": tenant["id"], "scopes": ["app"]},
-                                         headers=admin)).json()["key"]
-                auth = {"Authorization": f"Bearer {key}"}
+                auth = await app_key_headers(client, platform.admin_key())
                 for skill in skill_names:
                     requests = [body(skill, i) for i in range(n)]
                     (await client.post(f"/v1/{skill}", json=requests[0], headers=auth)).raise_for_status()  # warm-up
@@ -180,8 +176,5 @@ if __name__ == "__main__":
     parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated, from " + ", ".join(SKILLS))
     parser.add_argument("--gap-ms", type=float, default=0.0, help="untimed wait between requests")
     args = parser.parse_args()
-    chosen = [s.strip() for s in args.skills.split(",") if s.strip()]
-    unknown = sorted(set(chosen) - set(SKILLS))
-    if unknown:
-        parser.error(f"unknown skill(s) {', '.join(unknown)}; choose from {', '.join(SKILLS)}")
+    chosen = chosen_skills(parser, args.skills, SKILLS)
     asyncio.run(main(args.model.resolve(), args.requests, chosen, args.gap_ms / 1000))
