@@ -28,13 +28,11 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Guard, Message, Receive, Scope, Send
 
-from dreamforge.tracing import tracer
 from dreamforge.v1 import common_pb2
 from services.gateway.keys import KeyStore, Principal, Unauthenticated
 from services.gateway.ratelimit import RateLimiter
 
 log = logging.getLogger("dreamforge.gateway.auth")
-_tracer = tracer("dreamforge.gateway")
 
 PUBLIC = "public"  # route opt key: no API key needed
 _DOCS_PREFIX = "/docs"
@@ -90,8 +88,7 @@ class AuthMiddleware(ASGIMiddleware):
         scope["auth"] = principal.key_id
         headers: list[tuple[bytes, bytes]] = []
         try:
-            with _tracer.start_as_current_span("gateway.rate_limit"):
-                decision = await self.limiter.hit(principal)
+            decision = await self.limiter.hit(principal)
         except Exception as exc:  # Redis down: serve (fail open) rather than refuse every call
             log.warning("rate limiter unavailable, request not limited",
                         extra={"key_id": principal.key_id, "error": repr(exc)})

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from dreamforge.tracing import tracer
 from services.gateway.keys import Principal
+
+_tracer = tracer("dreamforge.gateway")
 
 # KEYS[1] bucket; ARGV: capacity, refill tokens per second, cost.
 # Returns {allowed (0/1), tokens left (floor), retry after in ms}.
@@ -69,6 +72,7 @@ class RateLimiter:
 
     async def hit(self, principal: Principal, cost: int = 1) -> Decision:
         per_minute, capacity = self.limits_for(principal)
-        allowed, remaining, retry_ms = await self._script(
-            keys=[f"{self.prefix}:{principal.key_id}"], args=[capacity, per_minute / 60.0, cost])
+        with _tracer.start_as_current_span("gateway.rate_limit"):  # one Redis round trip, on every call
+            allowed, remaining, retry_ms = await self._script(
+                keys=[f"{self.prefix}:{principal.key_id}"], args=[capacity, per_minute / 60.0, cost])
         return Decision(bool(allowed), int(remaining), math.ceil(int(retry_ms) / 1000), per_minute)
