@@ -153,16 +153,19 @@ class EventBus:
         return await self.publish_raw(subject, payload.SerializeToString(), headers)
 
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> bool:
-        """Publish bytes; trace context is added unless the headers already carry one
-        (the outbox stores the context of the transaction that created the event)."""
+        """Publish bytes under a PRODUCER span whose context the headers then carry, so consumers'
+        spans are its children. Headers that already carry a context (the outbox stores the one of
+        the transaction that created the event) make it the span's parent: a relayed event stays
+        in the trace of the request that caused it."""
+        stored = extract_context(headers) if "traceparent" in headers else None
         with _tracer.start_as_current_span(
             f"{subject} publish",
+            context=stored,
             kind=SpanKind.PRODUCER,
             attributes={"messaging.system": "nats", "messaging.destination.name": subject,
                         "messaging.message.id": headers.get("Nats-Msg-Id", "")},
         ):
-            if "traceparent" not in headers:
-                inject_headers(headers)
+            inject_headers(headers)
             ack = await self.js.publish(subject, data, headers=headers)
         return not ack.duplicate
 

@@ -174,8 +174,11 @@ async def test_trace_context_crosses_the_bus(nats_url: str) -> None:
     assert got[0].split("-")[1] == trace_id
     await eventually(lambda: any(s.name.endswith("process") for s in exporter.get_finished_spans()))
     consumer_span = next(s for s in exporter.get_finished_spans() if s.name.endswith("process"))
+    publish_span = next(s for s in exporter.get_finished_spans() if s.name.endswith("publish")
+                        and s.context.trace_id == root.get_span_context().trace_id)
     assert consumer_span.context.trace_id == root.get_span_context().trace_id
-    assert consumer_span.parent is not None
+    assert publish_span.parent is not None and publish_span.parent.span_id == root.get_span_context().span_id
+    assert consumer_span.parent is not None and consumer_span.parent.span_id == publish_span.context.span_id
     await bus.close()
 
 

@@ -1,6 +1,7 @@
 """One HTTP request is one trace: the gateway's server span (a child of the caller's `traceparent`)
-parents the rate limit and the gRPC call, inference's spans hang under that call, and the
-access-log line carries the trace id."""
+parents the rate limit and the gRPC call, inference's spans hang under that call, the outbox
+relay's publish of the request's events hangs under their commit, and the access-log line
+carries the trace id."""
 
 from __future__ import annotations
 
@@ -48,7 +49,9 @@ async def test_an_http_request_is_one_trace_from_the_callers_span_to_inference(s
 
         def trace_spans() -> list[ReadableSpan] | None:
             spans = [s for s in exporter.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id]
-            return spans if any(s.name == "POST /v1/query" for s in spans) else None
+            names = [s.name for s in spans]
+            published = sum(name.endswith(" publish") for name in names)
+            return spans if "POST /v1/query" in names and published == 2 else None
 
         spans = await eventually(trace_spans)
     finally:
@@ -79,6 +82,9 @@ async def test_an_http_request_is_one_trace_from_the_callers_span_to_inference(s
     assert parent_of(served) == call.context.span_id
     generate, record = one("inference.generate"), one("inference.record")
     assert parent_of(generate) == parent_of(record) == served.context.span_id
+    publishes = [s for s in spans if s.kind == SpanKind.PRODUCER]
+    assert sorted(s.name.split(".")[2] for s in publishes) == ["inference", "usage"]  # completed, recorded
+    assert all(parent_of(s) == record.context.span_id for s in publishes)
     assert http.start_time is not None and http.end_time is not None
     assert http.start_time <= call.start_time and call.end_time is not None and call.end_time <= http.end_time
 
