@@ -55,6 +55,18 @@ def bytes_from_data_url_or_base64(value: str) -> bytes:
         raise ImageError("image is not valid base64") from None
 
 
+def header_pixels(data: bytes) -> int | None:
+    """Width times height as the image's header states it, without decoding; None when unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                width, height = probe.size
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        return None
+    return width * height
+
+
 def decode_image(data: bytes, *, max_bytes: int = MAX_IMAGE_BYTES, max_pixels: int = MAX_IMAGE_PIXELS) -> DecodedImage:
     """Decode and check an encoded image; raise ImageError with a fix-it message."""
     if not data:

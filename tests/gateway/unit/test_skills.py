@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
@@ -22,11 +23,38 @@ from services.gateway.skills import (
     check_turns,
     failure_of,
     image_bytes,
+    image_bytes_async,
     model_reference,
     stream_request,
 )
 from services.gateway.sse import frame
-from tests.gateway.images import encoded
+from tests.gateway.images import data_url, encoded
+
+
+async def test_small_images_are_checked_on_the_loop_and_large_ones_in_a_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    threaded: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def recording(func, *args):  # type: ignore[no-untyped-def]
+        threaded.append(func.__name__)
+        return await to_thread(func, *args)
+
+    monkeypatch.setattr("services.gateway.skills.asyncio.to_thread", recording)
+    small, large = encoded("PNG", (96, 96)), encoded("PNG", (512, 512))
+    assert await image_bytes_async(data_url("PNG", (96, 96)), body("image_url")) == small
+    assert threaded == []
+    assert await image_bytes_async(data_url("PNG", (512, 512)), body("image_url")) == large
+    assert threaded == ["check_image_bytes"]  # few bytes (one colour), but 262,144 pixels to decode
+    huge = base64.b64encode(encoded("PNG", (4001, 4001))).decode()
+    with pytest.raises(InvalidArgument, match="`image_url`: image is 4001x4001 = 16008001 pixels"):
+        await image_bytes_async(huge, body("image_url"))
+    for bad, message in [(None, "`image_url` is required"), ("  ", "`image_url` is required"),
+                         ("%%%", "`image_url`: image is not valid base64"),
+                         (base64.b64encode(b"hello").decode(), "`image_url`: image could not be decoded"),
+                         (base64.b64encode(small[:60]).decode(), "`image_url`: image is truncated or corrupt")]:
+        with pytest.raises(InvalidArgument, match=message):
+            await image_bytes_async(bad, body("image_url"))
 
 
 def test_model_reference_defaults() -> None:
