@@ -148,12 +148,9 @@ async def main(model_dir: Path, n: int, skill_names: list[str], gap_s: float) ->
                 stages[skill][name].append((points[end] - points[start]) / 1e6)
             stages[skill]["total (client)"].append((t1 - t0) / 1e6)
 
-    import torch
-
     print(f"# Request stages — {n} requests per skill, concurrency 1, gap {gap_s * 1000:.0f} ms, from spans; "
-          f"model {model_dir.name}, "
-          f"{host.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-          f"Python {host.python_version()}")
+          f"model {model_dir.name}, {host.machine()}, {os.cpu_count()} cores, Python {host.python_version()} "
+          f"(the inference service's own torch threads)")
     print(f"{'stage (p50 / p90 ms)':<36}" + "".join(f"{skill:>16}" for skill in stages))
     for name in [*(s for s, _, _ in STAGES), "total (client)"]:
         cells = [f"{statistics.median(v[name]):.2f} / {percentile(v[name], 0.9):.2f}" if v[name] else "—"

@@ -72,10 +72,9 @@ class JsonLinesSpanExporter(SpanExporter):
 
 def span_record(span: ReadableSpan, service: str) -> dict[str, Any]:
     """What `JsonLinesSpanExporter` writes for one span."""
-    context, parent = span.get_span_context(), span.parent
+    context, parent = span.context, span.parent
     return {"service": service, "name": span.name, "kind": span.kind.name.lower(),
-            "trace_id": format(context.trace_id, "032x") if context else "",
-            "span_id": format(context.span_id, "016x") if context else "",
+            "trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x"),
             "parent_id": format(parent.span_id, "016x") if parent else "",
             "start_ns": span.start_time, "end_ns": span.end_time,
             "status": span.status.status_code.name.lower(), "attributes": dict(span.attributes or {})}
