@@ -14,9 +14,12 @@ spent per HTTP request, which says where the overhead goes.
 
 The overhead is a fixed cost per request, so its share depends on how long the model takes:
 a one-word query answer is the worst case, a beam-searched caption the best.
-`--gap-ms` waits between HTTP requests (not timed), so the platform's after-request work
-(event relay, consumers) finishes before the next request: back to back (0) it competes with
-the next request for the cores. `--threads N` gives both paths N torch threads
+`--gap-ms` waits before every call of both paths (not timed), so the platform's after-request
+work (event relay, consumers) finishes before the next request: back to back (0) it competes with
+the next request for the cores. The bare calls wait as long, because a call that starts from an
+idle machine is slower than one right after another (caches, clocks): on 2 cores a detect 4.1 ms
+and a query 2.6 ms slower after 150 ms idle, paired call by call; without the same wait, the
+bare block would run warm and the HTTP calls cold. `--threads N` gives both paths N torch threads
 (`torch.set_num_threads` here, `DREAMFORGE_TORCH_THREADS` for the inference service); by
 default each path uses its own default: torch's for the bare call, the inference service's
 (`serving_threads`: one fewer, leaving a core to the platform's other processes) for HTTP.
@@ -84,9 +87,11 @@ def _rounded(coordinates: Any) -> tuple[float, ...]:
     return tuple(round(float(v), 3) for v in coordinates)
 
 
-def timed_bare(requests: list[Case]) -> tuple[list[float], list[Any]]:
+def timed_bare(requests: list[Case], gap_s: float = 0.0) -> tuple[list[float], list[Any]]:
     times, answers = [], []
     for case in requests:
+        if gap_s:
+            time.sleep(gap_s)
         t0 = time.perf_counter()
         answers.append(case.bare())
         times.append((time.perf_counter() - t0) * 1000)
@@ -136,23 +141,23 @@ async def main(model_dir: Path, n: int, threads: int, skill_names: list[str], ga
                 for skill, batch in requests.items():
                     batch[0].bare()  # warm-up, both paths
                     (await client.post(f"/v1/{skill}", json=batch[0].body, headers=auth)).raise_for_status()
-                    bare_a, expected = timed_bare(batch)
+                    bare_a, expected = timed_bare(batch, gap_s)
                     await asyncio.sleep(2)  # let the platform finish its after-request work
                     http, inside = [], []
                     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     for case, answer in zip(batch, expected, strict=True):
+                        if gap_s:
+                            await asyncio.sleep(gap_s)
                         t0 = time.perf_counter()
                         response = await client.post(f"/v1/{skill}", json=case.body, headers=auth)
                         http.append((time.perf_counter() - t0) * 1000)
                         response.raise_for_status()
                         inside.append(response.json()["latency_ms"])
                         assert case.answer_of(response.json()) == answer, f"gateway {skill} differs from the bare call"
-                        if gap_s:
-                            await asyncio.sleep(gap_s)
                     await asyncio.sleep(2)  # the last request's after-work counts too
                     cpu_ms[skill] = {name: (cpu_seconds(pid) - before[name]) * 1000 / len(batch)
                                      for name, pid in pids.items()}
-                    bare_b, _ = timed_bare(batch)
+                    bare_b, _ = timed_bare(batch, gap_s)
                     results[skill] = {"bare_a": bare_a, "bare_b": bare_b, "http": http, "inside": inside}
         finally:
             await asyncio.to_thread(platform.stop)
@@ -185,7 +190,7 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--threads", type=int, default=0, help="torch threads of both paths (0: each its own)")
     parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated, from " + ", ".join(SKILLS))
-    parser.add_argument("--gap-ms", type=float, default=0.0, help="untimed wait between HTTP requests")
+    parser.add_argument("--gap-ms", type=float, default=0.0, help="untimed wait before every call, bare and HTTP")
     args = parser.parse_args()
     chosen = chosen_skills(parser, args.skills, SKILLS)
     asyncio.run(main(args.model.resolve(), args.requests, args.threads, chosen, args.gap_ms / 1000))

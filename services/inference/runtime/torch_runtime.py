@@ -16,6 +16,10 @@
   into the event loop; closing the stream early stops generation at the next token.
 - **Usage**: input tokens = the prompt's attention mask (image tokens included), output
   tokens = generated tokens before the end of utterance.
+- **Tracing**: every generation is a `model.generate` span on the generating thread, a child of
+  the (first) request's span and linked to the others of its batch, with the batch size, threads
+  and the milliseconds spent on processor inputs, `generate` and decoding as attributes: with the
+  request's spans around it, it tells waiting for the model apart from the model's own work.
 
 Generation reuses `Skills._inputs` / `Skills._gen_kwargs` / `NUM_BEAMS` so prompts, padding
 and decoding (beams for whole answers, greedy streams) are exactly the ones the model package
@@ -28,15 +32,19 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from PIL import Image
 from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
 from dreamforge.model.skills import NUM_BEAMS, Skills
+from dreamforge.tracing import tracer
 from services.inference.runtime.base import (
     AdapterLoadError,
     AdapterRef,
@@ -51,8 +59,11 @@ from services.inference.runtime.lru import AdapterLRU
 from services.inference.runtime.prompts import max_new_tokens, prompt_for, to_output
 
 log = logging.getLogger("dreamforge.inference.torch")
+_tracer = tracer("dreamforge.inference.torch")
 
 BatchKey = tuple[AdapterRef | None, str, int]
+#: A queued call with the trace context it was made in (the batch's span is its child or links to it).
+Queued = tuple[SkillCall, otel_context.Context]
 
 
 class TorchRuntime:
@@ -64,7 +75,7 @@ class TorchRuntime:
         self.device = device
         self.threads = threads  # torch intra-op threads; 0: chosen per batch (serving_threads)
         self.lru = AdapterLRU(memory_budget_bytes)
-        self.batcher: MicroBatcher[BatchKey, SkillCall, SkillOutput] = MicroBatcher(
+        self.batcher: MicroBatcher[BatchKey, Queued, SkillOutput] = MicroBatcher(
             self._execute, max_batch=max_batch_size, window_s=batch_window_s)
         self._skills: Skills | None = None
         self._peft: Any = None  # peft.PeftModel once the first adapter is loaded
@@ -80,7 +91,17 @@ class TorchRuntime:
 
     async def run(self, call: SkillCall) -> SkillOutput:
         await self.start()
-        return await self.batcher.submit((call.adapter, call.skill, max_new_tokens(call)), call)
+        return await self.batcher.submit((call.adapter, call.skill, max_new_tokens(call)),
+                                         (call, otel_context.get_current()))
+
+    def run_here(self, calls: Sequence[SkillCall]) -> list[SkillOutput]:
+        """Answer `calls` (one skill, adapter and token limit) as one batch on the calling thread: no
+        batcher, no event loop, no worker thread. The bare model call that benchmarks set beside the
+        service's, with the same prompts, decoding, threads and `model.generate` span as `run`."""
+        if self._skills is None:
+            self._skills = Skills.from_pretrained(self.base_dir, self.device)
+        first = calls[0]
+        return self._generate_batch(first.adapter, list(calls), max_new_tokens(first))
 
     def stream(self, call: SkillCall) -> TextStream:
         stream: TextStream
@@ -105,39 +126,56 @@ class TorchRuntime:
             self._skills = self._peft = None
 
     # -- batches ------------------------------------------------------------------------
-    async def _execute(self, key: BatchKey, calls: list[SkillCall]) -> list[SkillOutput]:
+    async def _execute(self, key: BatchKey, queued: list[Queued]) -> list[SkillOutput]:
+        calls = [call for call, _ in queued]
+        links = [trace.Link(span) for _, ctx in queued[1:]
+                 if (span := trace.get_current_span(ctx).get_span_context()).is_valid]
         async with self._lock:
-            return await asyncio.to_thread(self._generate_batch, key[0], calls, key[2])
+            # The worker thread starts from the first call's context, not the batcher task's.
+            return await asyncio.to_thread(_in_context, queued[0][1],
+                                           self._generate_batch, key[0], calls, key[2], links)
 
-    def _generate_batch(self, adapter: AdapterRef | None, calls: list[SkillCall], limit: int) -> list[SkillOutput]:
-        texts, ins, outs = self._generate_raw(adapter, calls, limit)
+    def _generate_batch(self, adapter: AdapterRef | None, calls: list[SkillCall], limit: int,
+                        links: Sequence[trace.Link] = ()) -> list[SkillOutput]:
+        texts, ins, outs = self._generate_raw(adapter, calls, limit, links)
         return [to_output(c, t, i, o) for c, t, i, o in zip(calls, texts, ins, outs, strict=True)]
 
     def _generate_raw(self, adapter: AdapterRef | None, calls: list[SkillCall], limit: int,
-                      ) -> tuple[list[str], list[int], list[int]]:
+                      links: Sequence[trace.Link] = ()) -> tuple[list[str], list[int], list[int]]:
         """The model's own texts (detect / point in location tokens) with token counts; the Triton backend
         sends these, so its client parses exactly what the torch runtime parses."""
         with self._activated(adapter):
             return self._generate([c.image for c in calls], [prompt_for(c) for c in calls], limit,
-                                  num_beams=NUM_BEAMS.get(calls[0].skill, 1))  # a batch is one skill
+                                  num_beams=NUM_BEAMS.get(calls[0].skill, 1), links=links)  # a batch is one skill
 
     @torch.inference_mode()
     def _generate(self, images: Sequence[Image.Image], prompts: Sequence[str], limit: int,
                   streamer: TextStreamer | None = None, stop: threading.Event | None = None,
-                  num_beams: int = 1) -> tuple[list[str], list[int], list[int]]:
+                  num_beams: int = 1, links: Sequence[trace.Link] = ()) -> tuple[list[str], list[int], list[int]]:
         skills = self._require_skills()
-        torch.set_num_threads(serving_threads(self.threads, len(images)))  # this thread's OpenMP team
-        batch = skills._inputs(images, prompts)
-        kwargs: dict[str, Any] = skills._gen_kwargs(limit, num_beams)
-        if streamer is not None:
-            kwargs["streamer"] = streamer
-        if stop is not None:
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_StopWhen(stop)])
-        out = skills.model.generate(**batch, **kwargs)
-        new = out[:, batch["input_ids"].shape[1]:]
-        texts = [t.strip() for t in skills.processor.batch_decode(new, skip_special_tokens=True)]
-        input_tokens = [int(n) for n in batch["attention_mask"].sum(dim=1).tolist()]
-        output_tokens = [_generated_count(row, skills.eos_ids) for row in new.tolist()]
+        threads = serving_threads(self.threads, len(images))
+        torch.set_num_threads(threads)  # this thread's OpenMP team
+        with _tracer.start_as_current_span("model.generate", links=links) as span:
+            started = time.perf_counter()
+            batch = skills._inputs(images, prompts)
+            kwargs: dict[str, Any] = skills._gen_kwargs(limit, num_beams)
+            if streamer is not None:
+                kwargs["streamer"] = streamer
+            if stop is not None:
+                kwargs["stopping_criteria"] = StoppingCriteriaList([_StopWhen(stop)])
+            prepared = time.perf_counter()
+            out = skills.model.generate(**batch, **kwargs)
+            new = out[:, batch["input_ids"].shape[1]:].tolist()  # waits for the device
+            generated = time.perf_counter()
+            texts = [t.strip() for t in skills.processor.batch_decode(new, skip_special_tokens=True)]
+            input_tokens = [int(n) for n in batch["attention_mask"].sum(dim=1).tolist()]
+            output_tokens = [_generated_count(row, skills.eos_ids) for row in new]
+            if span.is_recording():
+                span.set_attributes({
+                    "model.batch_size": len(images), "model.threads": threads, "model.beams": num_beams,
+                    "model.output_tokens": max(output_tokens, default=0),
+                    "model.inputs_ms": (prepared - started) * 1000, "model.generate_ms": (generated - prepared) * 1000,
+                    "model.decode_ms": (time.perf_counter() - generated) * 1000})
         return texts, input_tokens, output_tokens
 
     # -- adapters -------------------------------------------------------------------------
@@ -268,6 +306,15 @@ class _StopWhen(StoppingCriteria):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool)  # type: ignore[return-value]
+
+
+def _in_context(ctx: otel_context.Context, fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` with `ctx` as the current trace context (on a worker thread)."""
+    token = otel_context.attach(ctx)
+    try:
+        return fn(*args)
+    finally:
+        otel_context.detach(token)
 
 
 def _generated_count(row: list[int], eos_ids: Sequence[int]) -> int:

@@ -82,6 +82,9 @@ async def test_an_http_request_is_one_trace_from_the_callers_span_to_inference(s
     assert parent_of(served) == call.context.span_id
     generate, record = one("inference.generate"), one("inference.record")
     assert parent_of(generate) == parent_of(record) == served.context.span_id
+    model = one("model.generate")  # on the runtime's generating thread
+    assert parent_of(model) == generate.context.span_id
+    assert model.attributes is not None and model.attributes["model.batch_size"] == 1
     publishes = [s for s in spans if s.kind == SpanKind.PRODUCER]
     assert sorted(s.name.split(".")[2] for s in publishes) == ["inference", "usage"]  # completed, recorded
     assert all(parent_of(s) == record.context.span_id for s in publishes)
