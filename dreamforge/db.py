@@ -12,17 +12,26 @@ SQLite) without its file-based environment. Applied ids are kept in
 The inbox makes event handlers idempotent: a handler records the event id in
 `<service>_inbox` in the same transaction as its effect, and a redelivered event
 finds its id already there and is skipped.
+
+`write` runs a short synchronous transaction for a request path. With aiosqlite every
+statement of an async transaction is a round trip to its thread (begin, statement, commit,
+the connection's reset): 0.78 ms p50 for a two-row insert on an idle 2-core machine, against
+0.20 ms for the same transaction on a synchronous connection in one worker-thread hop. So on
+SQLite `write` uses a second, synchronous engine on the same file (WAL: the two engines'
+writers take turns on SQLite's lock, with the same busy timeout); on PostgreSQL it runs
+through the async engine, whose driver has no thread to hop to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic.operations import Operations
@@ -32,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger("dreamforge.db")
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -75,8 +85,16 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine: AsyncEngine = create_async_engine(url, connect_args={"timeout": 30})
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            #: For `write`: the same file through the synchronous driver (an in-memory database
+            #: would be another database, so it has none).
+            self._sync_engine: sa.Engine | None = None
+            if path and path != ":memory:" and "mode=memory" not in url:
+                self._sync_engine = sa.create_engine(
+                    self.engine.url.set(drivername="sqlite+pysqlite"), connect_args={"timeout": 30})
+                event.listen(self._sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self._sync_engine = None
         self._migrations = sa.Table(
             f"{service}_migrations", self.metadata,
             sa.Column("id", sa.Integer, primary_key=True),
@@ -123,6 +141,15 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
+    async def write(self, work: Callable[[sa.Connection], T]) -> T:
+        """`work(conn)` in one transaction, committed when it returns (rolled back if it raises), with
+        the fewest round trips the driver allows (see the module's docstring). `work` gets a synchronous
+        connection and may run on a worker thread: build what it writes beforehand, on the loop."""
+        if self._sync_engine is not None:
+            return await asyncio.to_thread(_write_sync, self._sync_engine, work)
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(work)
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:
@@ -133,6 +160,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
 
     # -- idempotency helpers ------------------------------------------------------
     async def insert_ignore(self, conn: AsyncConnection, table: sa.Table, values: dict[str, Any]) -> bool:
@@ -163,6 +192,11 @@ class Database:
 
 def _apply(sync_conn: sa.Connection, migration: Migration) -> None:
     migration.up(Operations(MigrationContext.configure(sync_conn)))
+
+
+def _write_sync(engine: sa.Engine, work: Callable[[sa.Connection], T]) -> T:
+    with engine.begin() as conn:
+        return work(conn)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

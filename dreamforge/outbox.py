@@ -64,8 +64,12 @@ class Outbox:
 
         One INSERT of all rows instead of one per event: on a request path (inference writes
         two events per answer) every statement is a round trip to the database driver."""
-        if not events:
-            return
+        rows = self.rows(events)
+        if rows:
+            await conn.execute(self.table.insert(), rows)
+
+    def rows(self, events: Sequence[tuple[EventType, Message]]) -> list[dict[str, object]]:
+        """The outbox rows of `events`, each with the current trace context (for `insert`, or `add_many`)."""
         now = utcnow()
         rows = []
         for event, payload in events:
@@ -74,7 +78,12 @@ class Outbox:
             rows.append({"event_id": meta.event_id, "subject": event.subject(meta.tenant_id),
                          "payload": payload.SerializeToString(), "headers": json.dumps(headers),
                          "created_at": now, "published_at": None})
-        await conn.execute(self.table.insert(), rows)
+        return rows
+
+    def insert(self, conn: sa.Connection, rows: list[dict[str, object]]) -> None:
+        """Queue `rows` inside a synchronous transaction (`Database.write`) with one statement."""
+        if rows:
+            conn.execute(self.table.insert(), rows)
 
     def notify(self) -> None:
         """Tell the relay there is something new (it also polls)."""

@@ -98,10 +98,10 @@ class ServedEvents:
             key_id=key_id, model_id=route.model_id, version=route.version, alias=route.alias,
             is_preview=route.is_preview, skill=request.skill, images=1, input_tokens=out.input_tokens,
             output_tokens=out.output_tokens, latency_ms=served.latency_ms)
+        rows = self.outbox.rows([(INFERENCE_COMPLETED, completed), (USAGE_RECORDED, usage)])
         try:
             # One statement, no look-up first: the unique event ids refuse a retried request id.
-            async with self.db.transaction() as conn:
-                await self.outbox.add_many(conn, [(INFERENCE_COMPLETED, completed), (USAGE_RECORDED, usage)])
+            await self.db.write(lambda conn: self.outbox.insert(conn, rows))
         except IntegrityError:
             return False  # this request id was recorded before (a retry, possibly concurrent)
         self.outbox.notify()

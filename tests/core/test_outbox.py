@@ -4,6 +4,8 @@ order, marked sent only once published (a publish that fails leaves the rest for
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,25 @@ async def test_relay_takes_rows_committed_while_it_publishes_at_once(tmp_path: P
     assert await unsent(outbox) == []
     await outbox.stop(bus)  # type: ignore[arg-type]
     await outbox.db.close()
+
+
+async def test_a_synchronous_write_commits_all_rows_or_none_on_both_databases(database_url: str) -> None:
+    db = Database(database_url, "svc")
+    outbox = Outbox(db)
+    await db.migrate([outbox.migration(1)])
+    threads: list[int] = []
+
+    def insert(rows: list[dict[str, object]]) -> Callable[[sa.Connection], None]:
+        def work(conn: sa.Connection) -> None:
+            threads.append(threading.get_ident())
+            outbox.insert(conn, rows)
+        return work
+
+    await db.write(insert(outbox.rows(events("r1"))))  # type: ignore[arg-type]
+    retried = outbox.rows(events("r2")) + outbox.rows(events("r1"))  # type: ignore[arg-type]
+    with pytest.raises(IntegrityError):  # r1's ids exist: the whole transaction goes, r2's rows too
+        await db.write(insert(retried))
+    assert await unsent(outbox) == ["r1:completed", "r1:usage"]
+    if db.dialect == "sqlite":  # one hop to a worker thread with the synchronous driver
+        assert threading.get_ident() not in threads
+    await db.close()
