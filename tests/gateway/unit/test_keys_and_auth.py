@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 from litestar.enums import ScopeType
+from litestar.exceptions import PermissionDeniedException
+from litestar.utils.sync import ensure_async_callable
 
 from dreamforge.events import MODEL_UPDATED
-from services.gateway.auth import key_from_scope, to_caller
+from services.gateway.auth import key_from_scope, requires, to_caller
 from services.gateway.keys import Principal, Unauthenticated, hash_secret, new_tenant_id, parse_key
 
 
@@ -57,3 +62,16 @@ def test_key_sources() -> None:
         key_from_scope(scope({}, ScopeType.HTTP, "api_key=k4"))  # type: ignore[arg-type]  # query keys: WS only
     with pytest.raises(Unauthenticated, match="Bearer"):
         key_from_scope(scope({"Authorization": "Token k5"}))  # type: ignore[arg-type]
+
+
+async def test_a_scope_guard_runs_on_the_event_loop_and_refuses_keys_without_the_scope() -> None:
+    guard = requires("ml", "finance")
+    assert ensure_async_callable(guard) is guard  # a synchronous guard would cost a worker-thread hop per request
+
+    def connection(*scopes: str) -> Any:
+        return SimpleNamespace(scope={"type": ScopeType.HTTP, "user": Principal("t_1", "k1", frozenset(scopes))})
+
+    await guard(connection("finance"), None)  # type: ignore[arg-type]
+    await guard(connection("admin"), None)  # type: ignore[arg-type]
+    with pytest.raises(PermissionDeniedException, match="lacks the `ml` or `finance` scope"):
+        await guard(connection("app"), None)  # type: ignore[arg-type]
