@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import grp
 import os
 import pwd
@@ -234,15 +235,18 @@ def _spawn(
         )
 
 
+#: libc, loaded in the parent: `die_with_parent` runs in the child after it has dropped to another
+#: user (PostgreSQL's), which may not read this interpreter's files to import anything then.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+_PR_SET_PDEATHSIG = 1
+
+
 def die_with_parent() -> None:
     """Runs in a child before exec: on Linux, ask for SIGTERM when the process that started it dies,
     so that a parent killed with SIGKILL (which it cannot handle) never leaves servers running.
     (The kernel ties this to the starting thread: start children from a long-lived thread.)"""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _start_and_wait(

@@ -243,3 +243,13 @@ def test_free_ports_are_distinct_and_bindable() -> None:
     for port in ports[:3]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting a child as another user needs root")
+def test_a_child_started_as_another_user_gets_the_parent_death_signal() -> None:
+    """PostgreSQL runs as its own user: the pre-exec hook runs after the switch, so it must not import
+    anything then (this interpreter's files may be unreadable to that user). A fresh interpreter, so
+    no earlier test has imported what the hook needs."""
+    script = ("import subprocess, sys; from dreamforge.infra import die_with_parent\n"
+              "sys.exit(subprocess.run(['true'], preexec_fn=die_with_parent, user=65534, group=65534).returncode)\n")
+    assert subprocess.run([sys.executable, "-c", script], capture_output=True, text=True).returncode == 0
