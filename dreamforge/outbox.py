@@ -91,11 +91,11 @@ class Outbox:
 
     async def publish_pending(self, bus: EventBus, limit: int = RELAY_BATCH) -> int:
         """Publish unsent rows in order; returns how many were sent."""
-        async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(
-                sa.select(self.table.c.seq, self.table.c.subject, self.table.c.payload, self.table.c.headers)
-                .where(self.table.c.published_at.is_(None)).order_by(self.table.c.seq).limit(limit)
-            )).all()
+        query = (sa.select(self.table.c.seq, self.table.c.subject, self.table.c.payload, self.table.c.headers)
+                 .where(self.table.c.published_at.is_(None)).order_by(self.table.c.seq).limit(limit))
+        # Read and marked with `Database.read` / `write`: on SQLite one thread hop each, not one per
+        # statement; on the inference process the relay runs after every answer, beside the next one.
+        rows = await self.db.read(lambda conn: conn.execute(query).all())
         # Published one by one, in order; marked sent in one transaction for all of them (one
         # per row cost a commit per event, on the same event loop and cores as the requests).
         # A crash before the mark re-publishes them, and JetStream drops the duplicates.
@@ -106,9 +106,8 @@ class Outbox:
                 sent.append(row.seq)
         finally:
             if sent:
-                async with self.db.engine.begin() as conn:
-                    await conn.execute(self.table.update().where(self.table.c.seq.in_(sent))
-                                       .values(published_at=utcnow()))
+                mark = self.table.update().where(self.table.c.seq.in_(sent)).values(published_at=utcnow())
+                await self.db.write(lambda conn: conn.execute(mark))
         return len(rows)
 
     def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = RELAY_BATCH) -> None:

@@ -125,7 +125,8 @@ async def test_relay_takes_rows_committed_while_it_publishes_at_once(tmp_path: P
     await outbox.db.close()
 
 
-async def test_a_synchronous_write_commits_all_rows_or_none_on_both_databases(database_url: str) -> None:
+async def test_synchronous_writes_commit_all_rows_or_none_and_the_relay_sends_them_on_both_databases(
+        database_url: str) -> None:
     db = Database(database_url, "svc")
     outbox = Outbox(db)
     await db.migrate([outbox.migration(1)])
@@ -144,4 +145,8 @@ async def test_a_synchronous_write_commits_all_rows_or_none_on_both_databases(da
     assert await unsent(outbox) == ["r1:completed", "r1:usage"]
     if db.dialect == "sqlite":  # one hop to a worker thread with the synchronous driver
         assert threading.get_ident() not in threads
+    bus = Bus()  # the relay reads and marks through `Database.read` / `write` too
+    assert await outbox.publish_pending(bus) == 2  # type: ignore[arg-type]
+    assert [s.split()[1] for s in bus.subjects] == ["r1:completed", "r1:usage"]
+    assert await unsent(outbox) == [] and await outbox.publish_pending(bus) == 0  # type: ignore[arg-type]
     await db.close()
