@@ -50,6 +50,7 @@ bench: install ## Run the benchmarks under bench/ and print their figures (see b
 	$(PY) bench/bus_throughput.py
 	$(PY) bench/gateway_overhead.py
 	$(PY) bench/request_stages.py
+	$(PY) bench/stack_floor.py
 	$(PY) bench/inference_latency.py
 	$(PY) bench/inference_batching.py
 	$(PY) bench/decoding.py
