@@ -110,12 +110,17 @@ class Outbox:
                 await self.db.write(lambda conn: conn.execute(mark))
         return len(rows)
 
-    def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = RELAY_BATCH) -> None:
-        """Publish in the background: at once after each `notify()`, else every `poll_s`, at most
-        `limit` rows per read."""
-        self._task = asyncio.create_task(self._relay(bus, poll_s, limit), name=f"{self.db.service}-outbox")
+    def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = RELAY_BATCH, linger_s: float = 0.0) -> None:
+        """Publish in the background: `linger_s` after a `notify()` (at once by default), else every
+        `poll_s`, at most `limit` rows per read.
 
-    async def _relay(self, bus: EventBus, poll_s: float, limit: int) -> None:
+        Why linger: a pass wakes the NATS server and every consumer of the events it publishes. On a
+        request path (inference notifies after every answer) a pass per answer lands on the next
+        request; lingering sends the answers of that window in one pass, so most requests meet none
+        (bench/RESULTS.md, "Gateway overhead"). The events are then up to `linger_s` later."""
+        self._task = asyncio.create_task(self._relay(bus, poll_s, limit, linger_s), name=f"{self.db.service}-outbox")
+
+    async def _relay(self, bus: EventBus, poll_s: float, limit: int, linger_s: float = 0.0) -> None:
         while True:
             # Cleared before reading, so a row committed while this pass publishes sets it again
             # and the next pass starts at once; a pass that found fewer rows than `limit` needs no
@@ -131,6 +136,8 @@ class Outbox:
                 log.exception("outbox relay failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), poll_s)
+                if linger_s:
+                    await asyncio.sleep(linger_s)  # let the rows of the next moments join this pass
 
     async def stop(self, bus: EventBus) -> None:
         """Stop the relay after a last flush, so SIGTERM doesn't strand events."""

@@ -125,6 +125,25 @@ async def test_relay_takes_rows_committed_while_it_publishes_at_once(tmp_path: P
     await outbox.db.close()
 
 
+async def test_a_lingering_relay_sends_the_answers_of_its_window_in_one_pass(tmp_path: Path) -> None:
+    outbox = await outbox_in(tmp_path)
+    bus = Bus()
+    outbox.start_relay(bus, poll_s=60, linger_s=0.6)  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)  # the start-up pass found nothing
+    async with outbox.db.transaction() as conn:
+        await outbox.add_many(conn, events("r1"))  # type: ignore[arg-type]
+    outbox.notify()
+    await asyncio.sleep(0.15)
+    assert bus.subjects == []  # without the linger, r1 went out at once
+    async with outbox.db.transaction() as conn:
+        await outbox.add_many(conn, events("r2"))  # type: ignore[arg-type]
+    outbox.notify()
+    assert await published(bus, 4) == ["r1:completed", "r1:usage", "r2:completed", "r2:usage"]
+    assert await unsent(outbox) == []
+    await outbox.stop(bus)  # type: ignore[arg-type]
+    await outbox.db.close()
+
+
 async def test_synchronous_writes_commit_all_rows_or_none_and_the_relay_sends_them_on_both_databases(
         database_url: str) -> None:
     db = Database(database_url, "svc")
