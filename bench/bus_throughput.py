@@ -3,6 +3,8 @@
 What it measures (N events each, on a JetStream server this script starts):
   publish   awaited one at a time: bare `js.publish` vs `EventBus.publish`
             (protobuf payload, Nats-Msg-Id, trace context, producer span)
+  pipelined in calls of 500 (what the outbox relay reads at a time), acks awaited together:
+            bare `js.publish_async` vs `EventBus.publish_raw_many`
   consume   bare pull `fetch` + ack vs an EventBus durable consumer whose handler
             commits each event exactly once through the SQLite inbox (the pattern
             every service uses), i.e. the real cost of "nothing lost, nothing doubled".
@@ -26,6 +28,7 @@ from dreamforge.bus import Delivery, EventBus
 from dreamforge.db import Database
 from dreamforge.events import USAGE_RECORDED, new_meta
 from dreamforge.infra import ensure_nats, free_port
+from dreamforge.outbox import RELAY_BATCH
 from dreamforge.v1 import events_pb2
 
 
@@ -54,6 +57,36 @@ async def bus_publish(url: str, n: int) -> float:
     start = time.perf_counter()
     for p in data:
         await bus.publish(USAGE_RECORDED, p)
+    elapsed = time.perf_counter() - start
+    await bus.close()
+    return n / elapsed
+
+
+async def bare_publish_pipelined(url: str, n: int) -> float:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    data = [payload(i, "bare-pipelined") for i in range(n)]
+    start = time.perf_counter()
+    for first in range(0, n, RELAY_BATCH):
+        acks = [await js.publish_async(USAGE_RECORDED.subject("bare-pipelined"), p.SerializeToString(),
+                                       headers={"Nats-Msg-Id": p.meta.event_id})
+                for p in data[first:first + RELAY_BATCH]]
+        await asyncio.gather(*acks)
+    elapsed = time.perf_counter() - start
+    await nc.close()
+    return n / elapsed
+
+
+async def bus_publish_pipelined(url: str, n: int) -> float:
+    bus = EventBus(url, "bench")
+    await bus.connect()
+    subject = USAGE_RECORDED.subject("bus-pipelined")
+    data = [(subject, p.SerializeToString(), {"Nats-Msg-Id": p.meta.event_id})
+            for p in (payload(i, "bus-pipelined") for i in range(n))]
+    start = time.perf_counter()
+    for first in range(0, n, RELAY_BATCH):
+        results = await bus.publish_raw_many(data[first:first + RELAY_BATCH])
+        assert all(r is True for r in results), results
     elapsed = time.perf_counter() - start
     await bus.close()
     return n / elapsed
@@ -115,6 +148,8 @@ async def main(n: int) -> None:
             rows = [
                 ("publish (awaited, one at a time)", await bare_publish(server.url, n),
                  await bus_publish(server.url, n)),
+                (f"publish (pipelined, {RELAY_BATCH} per call)", await bare_publish_pipelined(server.url, n),
+                 await bus_publish_pipelined(server.url, n)),
                 ("consume (ack; bus: + exactly-once SQLite commit)", await bare_consume(server.url, n),
                  await bus_consume(server.url, n, Path(tmp))),
             ]

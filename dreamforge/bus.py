@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +124,7 @@ class EventBus:
             reconnect_time_wait=0.5,
         )
         self._js = self._nc.jetstream(timeout=timeout_s)
+        self._ack_timeout_s = timeout_s
         await self.ensure_streams()
 
     async def ensure_streams(self) -> None:
@@ -168,6 +169,43 @@ class EventBus:
             inject_headers(headers)
             ack = await self.js.publish(subject, data, headers=headers)
         return not ack.duplicate
+
+    async def publish_raw_many(self, messages: Sequence[tuple[str, bytes, dict[str, str]]]) -> list[bool | Exception]:
+        """Publish `messages` in order without waiting for each one's ack, then wait for all acks
+        together: n events cost one round trip to the server instead of n (the outbox relay's pass).
+        Returns, per message in order: True, False for a duplicate, or the exception of its failed
+        publish (TimeoutError when no ack came in time; a message after a failed send is not sent
+        and gets that failure). Each message has its PRODUCER span, as in `publish_raw`."""
+        spans: list[trace.Span] = []
+        acks: list[asyncio.Future[Any]] = []
+        send_error: Exception | None = None
+        for subject, data, headers in messages:
+            stored = extract_context(headers) if "traceparent" in headers else None
+            span = _tracer.start_span(
+                f"{subject} publish", context=stored, kind=SpanKind.PRODUCER,
+                attributes={"messaging.system": "nats", "messaging.destination.name": subject,
+                            "messaging.message.id": headers.get("Nats-Msg-Id", "")})
+            spans.append(span)
+            with trace.use_span(span, end_on_exit=False):
+                inject_headers(headers)
+            try:
+                # Written to the connection before it returns: the stream gets them in this order.
+                acks.append(await self.js.publish_async(subject, data, headers=headers))
+            except Exception as exc:
+                send_error = exc
+                break
+        try:
+            if acks:
+                await asyncio.wait(acks, timeout=self._ack_timeout_s)
+        finally:  # also when cancelled: no ack left awaited, every span ended
+            results = [_ack_result(ack, self._ack_timeout_s) for ack in acks]
+            if send_error is not None:
+                results += [send_error] * (len(messages) - len(results))
+            for span, result in zip(spans, results, strict=False):
+                if isinstance(result, Exception):
+                    span.set_status(Status(StatusCode.ERROR, repr(result)))
+                span.end()
+        return results
 
     # -- consuming ----------------------------------------------------------------
     def subscribe(self, event: EventType, handler: Handler, *, durable: str | None = None, batch: int = 64,
@@ -332,3 +370,16 @@ class EventBus:
         for consumer in self._consumers:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_consumer(consumer.event.stream, consumer.durable)
+
+
+def _ack_result(ack: asyncio.Future[Any], timeout_s: float) -> bool | Exception:
+    """True (stored), False (a duplicate), or why the publish failed; cancels an ack still awaited."""
+    if not ack.done():
+        ack.cancel()
+        return TimeoutError(f"no JetStream ack within {timeout_s:g} s")
+    if ack.cancelled():
+        return RuntimeError("the publish was cancelled")
+    error = ack.exception()
+    if error is not None:
+        return error if isinstance(error, Exception) else RuntimeError(repr(error))
+    return not ack.result().duplicate

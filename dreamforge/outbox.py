@@ -96,13 +96,18 @@ class Outbox:
         # Read and marked with `Database.read` / `write`: on SQLite one thread hop each, not one per
         # statement; on the inference process the relay runs after every answer, beside the next one.
         rows = await self.db.read(lambda conn: conn.execute(query).all())
-        # Published one by one, in order; marked sent in one transaction for all of them (one
-        # per row cost a commit per event, on the same event loop and cores as the requests).
-        # A crash before the mark re-publishes them, and JetStream drops the duplicates.
+        # Published in order, their acks awaited together (one round trip per pass, not per row);
+        # marked sent in one transaction up to the first failure (one per row cost a commit per
+        # event, on the same event loop and cores as the requests). The failed row and those after
+        # it go again in the next pass; a crash before the mark re-publishes the rows. JetStream
+        # drops those it already has (same `Nats-Msg-Id` within its duplicate window).
         sent: list[int] = []
         try:
-            for row in rows:
-                await bus.publish_raw(row.subject, row.payload, json.loads(row.headers))
+            results = await bus.publish_raw_many(
+                [(row.subject, row.payload, json.loads(row.headers)) for row in rows]) if rows else []
+            for row, result in zip(rows, results, strict=True):
+                if isinstance(result, Exception):
+                    raise result
                 sent.append(row.seq)
         finally:
             if sent:

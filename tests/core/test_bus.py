@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from dreamforge.bus import Delivery, EventBus, PermanentError
 from dreamforge.db import Database
 from dreamforge.events import DLQ_ROOT, USAGE_RECORDED, new_meta, streams
-from dreamforge.tracing import configure_tracing
+from dreamforge.tracing import configure_tracing, inject_headers
 from dreamforge.v1 import events_pb2
 from tests.helpers import eventually
 
@@ -47,6 +47,40 @@ async def test_duplicate_publish_is_dropped_by_jetstream(nats_url: str) -> None:
     assert await bus.publish(USAGE_RECORDED, event) is False
     info = await bus.js.stream_info(USAGE_RECORDED.stream)
     assert info.state.messages == 1
+    await bus.close()
+
+
+async def test_a_pipelined_publish_keeps_order_reports_duplicates_and_carries_each_events_trace(
+        nats_url: str) -> None:
+    exporter = InMemorySpanExporter()
+    configure_tracing("test", exporter=exporter)
+    bus = await make_bus(nats_url)
+    tenant = "pipelined"
+    events = [usage(tenant, f"pipe-{i}", images=i + 1) for i in range(50)]
+    roots = []
+    messages = []
+    for event in events[:3]:  # as the outbox stores them: the context of the request that made the event
+        with trace.get_tracer("test").start_as_current_span("request") as root:
+            roots.append(root)
+            headers = inject_headers({"Nats-Msg-Id": event.meta.event_id})
+        messages.append((USAGE_RECORDED.subject(tenant), event.SerializeToString(), headers))
+    messages += [(USAGE_RECORDED.subject(tenant), e.SerializeToString(), {"Nats-Msg-Id": e.meta.event_id})
+                 for e in events[3:]]
+    assert await bus.publish_raw_many(messages) == [True] * 50
+    # Again, with one new event at the end: the first 50 are JetStream duplicates, the new one is stored.
+    extra = usage(tenant, "pipe-50", images=51)
+    again = [(s, d, {"Nats-Msg-Id": h["Nats-Msg-Id"]}) for s, d, h in messages]
+    again.append((USAGE_RECORDED.subject(tenant), extra.SerializeToString(), {"Nats-Msg-Id": "pipe-50"}))
+    assert await bus.publish_raw_many(again) == [False] * 50 + [True]
+
+    sub = await bus.js.subscribe(USAGE_RECORDED.subject(tenant), ordered_consumer=True)
+    stored = [events_pb2.UsageRecorded.FromString((await sub.next_msg(timeout=5)).data).images for _ in range(51)]
+    assert stored == list(range(1, 52))  # in the order given
+    publish_spans = [s for s in exporter.get_finished_spans() if s.name.endswith("publish")]
+    for root in roots:  # each event's publish span is a child of its own request's span
+        assert any(s.parent is not None and s.parent.span_id == root.get_span_context().span_id
+                   for s in publish_spans)
+    await sub.unsubscribe()
     await bus.close()
 
 
