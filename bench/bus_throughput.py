@@ -37,56 +37,37 @@ def payload(i: int, tenant: str) -> events_pb2.UsageRecorded:
                                     skill="caption", images=1, input_tokens=64, output_tokens=16)
 
 
-async def bare_publish(url: str, n: int) -> float:
+async def bare_publish(url: str, n: int, pipelined: bool = False) -> float:
     nc = await nats.connect(url)
     js = nc.jetstream()
-    data = [payload(i, "bare") for i in range(n)]
+    subject = USAGE_RECORDED.subject("bare-pipelined" if pipelined else "bare")
+    data = [(p.SerializeToString(), {"Nats-Msg-Id": p.meta.event_id})
+            for p in (payload(i, "bare-pipelined" if pipelined else "bare") for i in range(n))]
     start = time.perf_counter()
-    for p in data:
-        await js.publish(USAGE_RECORDED.subject("bare"), p.SerializeToString(),
-                         headers={"Nats-Msg-Id": p.meta.event_id})
+    for first in range(0, n, RELAY_BATCH if pipelined else 1):
+        if pipelined:
+            await asyncio.gather(*[await js.publish_async(subject, body, headers=headers)
+                                   for body, headers in data[first:first + RELAY_BATCH]])
+        else:
+            await js.publish(subject, data[first][0], headers=data[first][1])
     elapsed = time.perf_counter() - start
     await nc.close()
     return n / elapsed
 
 
-async def bus_publish(url: str, n: int) -> float:
+async def bus_publish(url: str, n: int, pipelined: bool = False) -> float:
     bus = EventBus(url, "bench")
     await bus.connect()
-    data = [payload(i, "bus") for i in range(n)]
+    tenant = "bus-pipelined" if pipelined else "bus"
+    data = [payload(i, tenant) for i in range(n)]
+    raw = [(USAGE_RECORDED.subject(tenant), p.SerializeToString(), {"Nats-Msg-Id": p.meta.event_id}) for p in data]
     start = time.perf_counter()
-    for p in data:
-        await bus.publish(USAGE_RECORDED, p)
-    elapsed = time.perf_counter() - start
-    await bus.close()
-    return n / elapsed
-
-
-async def bare_publish_pipelined(url: str, n: int) -> float:
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    data = [payload(i, "bare-pipelined") for i in range(n)]
-    start = time.perf_counter()
-    for first in range(0, n, RELAY_BATCH):
-        acks = [await js.publish_async(USAGE_RECORDED.subject("bare-pipelined"), p.SerializeToString(),
-                                       headers={"Nats-Msg-Id": p.meta.event_id})
-                for p in data[first:first + RELAY_BATCH]]
-        await asyncio.gather(*acks)
-    elapsed = time.perf_counter() - start
-    await nc.close()
-    return n / elapsed
-
-
-async def bus_publish_pipelined(url: str, n: int) -> float:
-    bus = EventBus(url, "bench")
-    await bus.connect()
-    subject = USAGE_RECORDED.subject("bus-pipelined")
-    data = [(subject, p.SerializeToString(), {"Nats-Msg-Id": p.meta.event_id})
-            for p in (payload(i, "bus-pipelined") for i in range(n))]
-    start = time.perf_counter()
-    for first in range(0, n, RELAY_BATCH):
-        results = await bus.publish_raw_many(data[first:first + RELAY_BATCH])
-        assert all(r is True for r in results), results
+    for first in range(0, n, RELAY_BATCH if pipelined else 1):
+        if pipelined:
+            results = await bus.publish_raw_many(raw[first:first + RELAY_BATCH])
+            assert all(r is True for r in results), results
+        else:
+            await bus.publish(USAGE_RECORDED, data[first])
     elapsed = time.perf_counter() - start
     await bus.close()
     return n / elapsed
@@ -148,8 +129,8 @@ async def main(n: int) -> None:
             rows = [
                 ("publish (awaited, one at a time)", await bare_publish(server.url, n),
                  await bus_publish(server.url, n)),
-                (f"publish (pipelined, {RELAY_BATCH} per call)", await bare_publish_pipelined(server.url, n),
-                 await bus_publish_pipelined(server.url, n)),
+                (f"publish (pipelined, {RELAY_BATCH} per call)", await bare_publish(server.url, n, pipelined=True),
+                 await bus_publish(server.url, n, pipelined=True)),
                 ("consume (ack; bus: + exactly-once SQLite commit)", await bare_consume(server.url, n),
                  await bus_consume(server.url, n, Path(tmp))),
             ]
