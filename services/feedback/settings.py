@@ -16,5 +16,6 @@ class FeedbackSettings(PlatformSettings):
     output_arrival_grace_s: float = Field(
         default=3.0, ge=0, le=10,
         description="How long a rating waits for its output to arrive from inference.completed before a 404 "
-                    "(a client may rate the moment it is served, a few milliseconds before the event lands; "
+                    "(a client may rate the moment it is served, before the event lands: inference publishes "
+                    "its events up to DREAMFORGE_EVENTS_LINGER_MS (100) after the answer; "
                     "on a loaded machine the event has been seen to take over 0.7 s)")
