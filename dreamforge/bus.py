@@ -97,6 +97,7 @@ class EventBus:
         self.ack_wait_s = ack_wait_s
         self._nc: NATS | None = None
         self._js: JetStreamContext | None = None
+        self._ack_timeout_s = 10.0  # the JetStream context's, set again by `connect`
         self._consumers: list[_Consumer] = []
         self._stopping = asyncio.Event()
 
@@ -158,15 +159,7 @@ class EventBus:
         spans are its children. Headers that already carry a context (the outbox stores the one of
         the transaction that created the event) make it the span's parent: a relayed event stays
         in the trace of the request that caused it."""
-        stored = extract_context(headers) if "traceparent" in headers else None
-        with _tracer.start_as_current_span(
-            f"{subject} publish",
-            context=stored,
-            kind=SpanKind.PRODUCER,
-            attributes={"messaging.system": "nats", "messaging.destination.name": subject,
-                        "messaging.message.id": headers.get("Nats-Msg-Id", "")},
-        ):
-            inject_headers(headers)
+        with trace.use_span(_publish_span(subject, headers), end_on_exit=True):
             ack = await self.js.publish(subject, data, headers=headers)
         return not ack.duplicate
 
@@ -180,14 +173,7 @@ class EventBus:
         acks: list[asyncio.Future[Any]] = []
         send_error: Exception | None = None
         for subject, data, headers in messages:
-            stored = extract_context(headers) if "traceparent" in headers else None
-            span = _tracer.start_span(
-                f"{subject} publish", context=stored, kind=SpanKind.PRODUCER,
-                attributes={"messaging.system": "nats", "messaging.destination.name": subject,
-                            "messaging.message.id": headers.get("Nats-Msg-Id", "")})
-            spans.append(span)
-            with trace.use_span(span, end_on_exit=False):
-                inject_headers(headers)
+            spans.append(_publish_span(subject, headers))
             try:
                 # Written to the connection before it returns: the stream gets them in this order.
                 acks.append(await self.js.publish_async(subject, data, headers=headers))
@@ -370,6 +356,20 @@ class EventBus:
         for consumer in self._consumers:
             with contextlib.suppress(NotFoundError):
                 await self.js.delete_consumer(consumer.event.stream, consumer.durable)
+
+
+def _publish_span(subject: str, headers: dict[str, str]) -> trace.Span:
+    """A started PRODUCER span for publishing to `subject`, its context injected into `headers`. A
+    context the headers already carry (the outbox stores the one of the transaction that created
+    the event) is its parent, so a relayed event stays in the trace of the request that caused it."""
+    stored = extract_context(headers) if "traceparent" in headers else None
+    span = _tracer.start_span(
+        f"{subject} publish", context=stored, kind=SpanKind.PRODUCER,
+        attributes={"messaging.system": "nats", "messaging.destination.name": subject,
+                    "messaging.message.id": headers.get("Nats-Msg-Id", "")})
+    with trace.use_span(span, end_on_exit=False):
+        inject_headers(headers)
+    return span
 
 
 def _ack_result(ack: asyncio.Future[Any], timeout_s: float) -> bool | Exception:

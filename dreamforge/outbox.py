@@ -125,7 +125,7 @@ class Outbox:
         (bench/RESULTS.md, "Gateway overhead"). The events are then up to `linger_s` later."""
         self._task = asyncio.create_task(self._relay(bus, poll_s, limit, linger_s), name=f"{self.db.service}-outbox")
 
-    async def _relay(self, bus: EventBus, poll_s: float, limit: int, linger_s: float = 0.0) -> None:
+    async def _relay(self, bus: EventBus, poll_s: float, limit: int, linger_s: float) -> None:
         while True:
             # Cleared before reading, so a row committed while this pass publishes sets it again
             # and the next pass starts at once; a pass that found fewer rows than `limit` needs no
