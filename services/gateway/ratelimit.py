@@ -3,6 +3,15 @@
 A bucket holds up to `capacity` tokens and refills at `per_minute / 60` tokens a second;
 each request takes one. The clock is Redis's own (`TIME`), so gateway replicas with
 skewed clocks share one bucket correctly. An idle bucket expires once it would be full.
+
+Leases: a request that finds no local token takes up to a tenth of the bucket from Redis at once
+(`lease_size`), spends one and keeps the rest in this process for the key's next requests, so
+at the default burst of 60 five requests in six skip the Redis round trip (about half a
+millisecond on the request path).
+The tokens were taken from the shared bucket, so every replica together never grants more than
+the bucket holds plus what it refills; a replica's unspent lease (at most a tenth of the burst)
+can only be spent later, the one way the burst is exceeded. Buckets of fewer than 20 tokens
+lease one token at a time: every request asks Redis, as before.
 """
 
 from __future__ import annotations
@@ -17,12 +26,14 @@ from services.gateway.keys import Principal
 
 _tracer = tracer("dreamforge.gateway")
 
-# KEYS[1] bucket; ARGV: capacity, refill tokens per second, cost.
-# Returns {allowed (0/1), tokens left (floor), retry after in ms}.
+# KEYS[1] bucket; ARGV: capacity, refill tokens per second, cost, tokens wanted (>= cost).
+# Takes up to `wanted` whole tokens when at least `cost` are there.
+# Returns {tokens granted (0 = refused), tokens left (floor), retry after in ms}.
 _TOKEN_BUCKET = """
 local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -33,17 +44,17 @@ if tokens == nil then
   ts = now
 end
 tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate / 1000)
-local allowed = 0
+local granted = 0
 local retry_ms = 0
 if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
+  granted = math.max(cost, math.min(wanted, math.floor(tokens)))
+  tokens = tokens - granted
 else
   retry_ms = math.ceil((cost - tokens) * 1000 / rate)
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', now)
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) * 1000 / rate) + 1000)
-return {allowed, math.floor(tokens), retry_ms}
+return {granted, math.floor(tokens), retry_ms}
 """
 
 
@@ -55,8 +66,25 @@ class Decision:
     limit_per_minute: int
 
 
+#: A lease is at most this share of the bucket (see the module docstring).
+LEASE_SHARE = 10
+
+
+def lease_size(capacity: int) -> int:
+    """Tokens one Redis round trip takes for a bucket of `capacity`: a tenth of it, at least one."""
+    return max(1, capacity // LEASE_SHARE)
+
+
+@dataclass
+class _Lease:
+    """Tokens this process took from a key's bucket and has not spent yet."""
+
+    tokens: int
+    bucket_left: int            # what the bucket held after the lease, for the `remaining` header
+
+
 class RateLimiter:
-    """Token buckets keyed by API key id."""
+    """Token buckets keyed by API key id, spent through local leases."""
 
     def __init__(self, redis: Redis, per_minute: int, burst: int, prefix: str = "gateway:ratelimit") -> None:
         self.redis = redis
@@ -64,6 +92,7 @@ class RateLimiter:
         self.burst = burst
         self.prefix = prefix
         self._script = redis.register_script(_TOKEN_BUCKET)
+        self._leases: dict[str, _Lease] = {}
 
     def limits_for(self, principal: Principal) -> tuple[int, int]:
         """(per minute, capacity): a key's override keeps the default burst, capped at the rate."""
@@ -72,7 +101,28 @@ class RateLimiter:
 
     async def hit(self, principal: Principal, cost: int = 1) -> Decision:
         per_minute, capacity = self.limits_for(principal)
-        with _tracer.start_as_current_span("gateway.rate_limit"):  # one Redis round trip, on every call
-            allowed, remaining, retry_ms = await self._script(
-                keys=[f"{self.prefix}:{principal.key_id}"], args=[capacity, per_minute / 60.0, cost])
-        return Decision(bool(allowed), int(remaining), math.ceil(int(retry_ms) / 1000), per_minute)
+        with _tracer.start_as_current_span("gateway.rate_limit") as span:
+            spent = self._spend(principal.key_id, cost, per_minute)
+            if spent is not None:
+                return spent
+            span.set_attribute("dreamforge.rate_limit.lease", max(cost, lease_size(capacity)))
+            granted, left, retry_ms = await self._script(  # the one Redis round trip: no lease left
+                keys=[f"{self.prefix}:{principal.key_id}"],
+                args=[capacity, per_minute / 60.0, cost, max(cost, lease_size(capacity))])
+        if granted:
+            lease = self._leases.setdefault(principal.key_id, _Lease(0, 0))
+            lease.tokens += int(granted)
+            lease.bucket_left = int(left)
+        # Refused by Redis, this call may still be covered by a lease a concurrent call just took.
+        return self._spend(principal.key_id, cost, per_minute) or Decision(
+            False, 0, math.ceil(int(retry_ms) / 1000), per_minute)
+
+    def _spend(self, key_id: str, cost: int, per_minute: int) -> Decision | None:
+        """The allowed decision when this process's lease for `key_id` covers `cost`, else None."""
+        lease = self._leases.get(key_id)
+        if lease is None or lease.tokens < cost:
+            return None
+        lease.tokens -= cost
+        if not lease.tokens:
+            del self._leases[key_id]
+        return Decision(True, lease.bucket_left + lease.tokens, 0, per_minute)

@@ -48,3 +48,20 @@ async def test_concurrent_hits_never_overspend(redis_url: str) -> None:
     results = await asyncio.gather(*(limiter.hit(principal("busy")) for _ in range(50)))
     assert sum(d.allowed for d in results) == 10
     await redis.aclose()
+
+
+async def test_a_lease_spends_a_tenth_of_the_bucket_locally_and_never_overspends(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    replicas = [RateLimiter(redis, per_minute=60, burst=60) for _ in range(2)]  # two gateways, one bucket
+    key = principal("leased")
+    first = await replicas[0].hit(key)
+    assert first.allowed and first.remaining == 59
+    assert int(float(await redis.hget("gateway:ratelimit:leased", "tokens"))) == 54  # 6 taken at once
+    for _ in range(5):  # the lease's other five: no Redis round trip
+        assert (await replicas[0].hit(key)).allowed
+    assert int(float(await redis.hget("gateway:ratelimit:leased", "tokens"))) == 54
+    allowed = 6 + sum([(await replicas[i % 2].hit(key)).allowed for i in range(120)])
+    assert allowed in (60, 61)  # the burst, plus at most the one token refilled while the test ran
+    refused = await replicas[1].hit(key)
+    assert not refused.allowed and refused.retry_after_s == 1
+    await redis.aclose()
