@@ -11,6 +11,7 @@ spent per HTTP request, which says where the overhead goes.
 
     python bench/gateway_overhead.py [--model models/default] [--requests 60] [--threads N]
                                      [--skills query,point,detect,caption] [--gap-ms 0]
+                                     [--client stdlib|httpx]
 
 The overhead is a fixed cost per request, so its share depends on how long the model takes:
 a one-word query answer is the worst case, a beam-searched caption the best.
@@ -19,10 +20,13 @@ work (event relay, consumers) finishes before the next request: back to back (0)
 the next request for the cores. The bare calls wait as long, because a call that starts from an
 idle machine is slower than one right after another (caches, clocks): on 2 cores a detect 4.1 ms
 and a query 2.6 ms slower after 150 ms idle, paired call by call; without the same wait, the
-bare block would run warm and the HTTP calls cold. `--threads N` gives both paths N torch threads
-(`torch.set_num_threads` here, `DREAMFORGE_TORCH_THREADS` for the inference service); by
-default each path uses its own default: torch's for the bare call, the inference service's
-(`serving_threads`: one fewer, leaving a core to the platform's other processes) for HTTP.
+bare block would run warm and the HTTP calls cold. `--client` picks the HTTP client that times
+the requests: the standard library's (default; the least a client can add, see
+`benchlib.StdlibClient`) or httpx (about half a millisecond more per request here).
+`--threads N` gives both paths N torch threads (`torch.set_num_threads` here,
+`DREAMFORGE_TORCH_THREADS` for the inference service); by default each path uses its own
+default: torch's for the bare call, the inference service's (`serving_threads`: one fewer,
+leaving a core to the platform's other processes) for HTTP.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import app_key_headers, chosen_skills, percentile, platform_on_free_ports
+from benchlib import CLIENTS, app_key_headers, chosen_skills, percentile, platform_on_free_ports, timing_client
 
 from dreamforge.images import to_data_url
 from dreamforge.supervisor import Platform
@@ -113,7 +117,7 @@ def platform_pids(platform: Platform) -> dict[str, int]:
     return pids
 
 
-async def main(model_dir: Path, n: int, threads: int, skill_names: list[str], gap_s: float) -> None:
+async def main(model_dir: Path, n: int, threads: int, skill_names: list[str], gap_s: float, client_name: str) -> None:
     import torch
 
     from dreamforge.model.skills import Skills
@@ -129,15 +133,18 @@ async def main(model_dir: Path, n: int, threads: int, skill_names: list[str], ga
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["DREAMFORGE_DEFAULT_MODEL"] = str(model_dir)
+        # Never refused, with the default burst (60): a Redis round trip leases 6 tokens, as by default.
         os.environ["DREAMFORGE_RATE_LIMIT_PER_MINUTE"] = "100000"
-        os.environ["DREAMFORGE_RATE_LIMIT_BURST"] = "1000"
+        os.environ.pop("DREAMFORGE_RATE_LIMIT_BURST", None)
         settings = platform_on_free_ports(Path(tmp))
         platform = Platform(settings, say=lambda _line: None)
         await platform.start()
         try:
             pids = platform_pids(platform)
-            async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
-                auth = await app_key_headers(client, platform.admin_key())
+            async with httpx.AsyncClient(base_url=platform.url, timeout=60) as admin:
+                auth = await app_key_headers(admin, platform.admin_key())
+            client = timing_client(client_name, platform.url)
+            try:
                 for skill, batch in requests.items():
                     batch[0].bare()  # warm-up, both paths
                     (await client.post(f"/v1/{skill}", json=batch[0].body, headers=auth)).raise_for_status()
@@ -159,12 +166,14 @@ async def main(model_dir: Path, n: int, threads: int, skill_names: list[str], ga
                                      for name, pid in pids.items()}
                     bare_b, _ = timed_bare(batch, gap_s)
                     results[skill] = {"bare_a": bare_a, "bare_b": bare_b, "http": http, "inside": inside}
+            finally:
+                await client.aclose()
         finally:
             await asyncio.to_thread(platform.stop)
 
     print(f"# Gateway overhead — {n} requests per skill, concurrency 1, gap {gap_s * 1000:.0f} ms, model "
-          f"{model_dir.name}, {host.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-          f"Python {host.python_version()}")
+          f"{model_dir.name}, {client_name} HTTP client, {host.machine()}, {os.cpu_count()} cores, "
+          f"{torch.get_num_threads()} torch threads, Python {host.python_version()}")
     print(f"{'skill':<9}{'bare p50':>10}{'bare p99':>10}{'HTTP p50':>10}{'HTTP p99':>10}{'inference p50':>15}"
           f"{'overhead p50':>22}{'drift (bare A / B p50)':>26}")
     for skill, r in results.items():
@@ -191,6 +200,7 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=0, help="torch threads of both paths (0: each its own)")
     parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated, from " + ", ".join(SKILLS))
     parser.add_argument("--gap-ms", type=float, default=0.0, help="untimed wait before every call, bare and HTTP")
+    parser.add_argument("--client", choices=CLIENTS, default=CLIENTS[0], help="the HTTP client that times the calls")
     args = parser.parse_args()
     chosen = chosen_skills(parser, args.skills, SKILLS)
-    asyncio.run(main(args.model.resolve(), args.requests, args.threads, chosen, args.gap_ms / 1000))
+    asyncio.run(main(args.model.resolve(), args.requests, args.threads, chosen, args.gap_ms / 1000, args.client))

@@ -19,12 +19,14 @@ around it.
 
     python bench/request_stages.py [--model models/default] [--requests 60]
                                    [--skills query,point,detect,caption] [--gap-ms 0]
+                                   [--client stdlib|httpx]
 
 `--gap-ms` waits before every request and every bare call (untimed), so the platform's
 after-request work (outbox relay, billing and feedback consumers) is done before the next request
 starts; back to back (0) it competes with the next request for the cores, and the difference says
 how much. Bare calls wait as long because a call from an idle machine runs slower than one right
-after another (see `bench/gateway_overhead.py`).
+after another (see `bench/gateway_overhead.py`). `--client` picks the HTTP client that times the
+requests, as there.
 
 Recording spans costs time of its own, so totals run a little above `bench/gateway_overhead.py`,
 which measures the overhead itself (bare model vs HTTP); this script says where it goes. All
@@ -46,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchlib import app_key_headers, chosen_skills, percentile, platform_on_free_ports
+from benchlib import CLIENTS, app_key_headers, chosen_skills, percentile, platform_on_free_ports, timing_client
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from dreamforge.images import to_data_url
@@ -148,7 +150,7 @@ def read_traces(path: Path) -> dict[str, list[dict[str, Any]]]:
     return traces
 
 
-async def main(model_dir: Path, n: int, skill_names: list[str], gap_s: float) -> None:
+async def main(model_dir: Path, n: int, skill_names: list[str], gap_s: float, client_name: str) -> None:
     stages: dict[str, dict[str, list[float]]] = {}
     bare: dict[str, dict[str, list[float]]] = {}
     exporter = InMemorySpanExporter()
@@ -157,15 +159,18 @@ async def main(model_dir: Path, n: int, skill_names: list[str], gap_s: float) ->
     with tempfile.TemporaryDirectory() as tmp:
         trace_file = Path(tmp) / "spans.jsonl"
         os.environ["DREAMFORGE_DEFAULT_MODEL"] = str(model_dir)
+        # Never refused, with the default burst (60): a Redis round trip leases 6 tokens, as by default.
         os.environ["DREAMFORGE_RATE_LIMIT_PER_MINUTE"] = "100000"
-        os.environ["DREAMFORGE_RATE_LIMIT_BURST"] = "1000"
+        os.environ.pop("DREAMFORGE_RATE_LIMIT_BURST", None)
         os.environ["DREAMFORGE_TRACE_FILE"] = str(trace_file)
         platform = Platform(platform_on_free_ports(Path(tmp) / "home"), say=lambda _line: None)
         await platform.start()
         sent: dict[str, list[tuple[str, int, int]]] = {skill: [] for skill in skill_names}
         try:
-            async with httpx.AsyncClient(base_url=platform.url, timeout=60) as client:
-                auth = await app_key_headers(client, platform.admin_key())
+            async with httpx.AsyncClient(base_url=platform.url, timeout=60) as admin:
+                auth = await app_key_headers(admin, platform.admin_key())
+            client = timing_client(client_name, platform.url)
+            try:
                 for skill in skill_names:
                     requests, calls = zip(*(request(skill, i) for i in range(n)), strict=True)
                     runtime.run_here([calls[0]])  # warm-up, both paths
@@ -185,6 +190,8 @@ async def main(model_dir: Path, n: int, skill_names: list[str], gap_s: float) ->
                     await asyncio.sleep(2)
                     bare_b = timed_bare(runtime, exporter, list(calls), gap_s)
                     bare[skill] = {name: bare_a[name] + bare_b[name] for name in MODEL_WORK}
+            finally:
+                await client.aclose()
             deadline = time.monotonic() + 30  # spans are exported in batches, every few seconds
             while True:
                 traces = read_traces(trace_file)
@@ -207,7 +214,8 @@ async def main(model_dir: Path, n: int, skill_names: list[str], gap_s: float) ->
             stages[skill]["total (client)"].append((t1 - t0) / 1e6)
 
     print(f"# Request stages — {n} requests per skill, concurrency 1, gap {gap_s * 1000:.0f} ms, from spans; "
-          f"model {model_dir.name}, {host.machine()}, {os.cpu_count()} cores, Python {host.python_version()} "
+          f"model {model_dir.name}, {client_name} HTTP client, {host.machine()}, {os.cpu_count()} cores, "
+          f"Python {host.python_version()} "
           f"(the inference service's own torch threads)")
     def row(name: str, table: dict[str, dict[str, list[float]]]) -> None:
         cells = [f"{statistics.median(v[name]):.2f} / {percentile(v[name], 0.9):.2f}" if v[name] else "—"
@@ -245,6 +253,7 @@ if __name__ == "__main__":
     parser.add_argument("--requests", type=int, default=60)
     parser.add_argument("--skills", default=",".join(SKILLS), help="comma-separated, from " + ", ".join(SKILLS))
     parser.add_argument("--gap-ms", type=float, default=0.0, help="untimed wait before every call, bare and HTTP")
+    parser.add_argument("--client", choices=CLIENTS, default=CLIENTS[0], help="the HTTP client that times the calls")
     args = parser.parse_args()
     chosen = chosen_skills(parser, args.skills, SKILLS)
-    asyncio.run(main(args.model.resolve(), args.requests, chosen, args.gap_ms / 1000))
+    asyncio.run(main(args.model.resolve(), args.requests, chosen, args.gap_ms / 1000, args.client))
