@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from dreamforge.activity import Activity
 from dreamforge.bus import EventBus
 from dreamforge.db import Database, Migration, UtcDateTime, utcnow
 from dreamforge.events import EventType
@@ -115,17 +116,23 @@ class Outbox:
                 await self.db.write(lambda conn: conn.execute(mark))
         return len(rows)
 
-    def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = RELAY_BATCH, linger_s: float = 0.0) -> None:
-        """Publish in the background: `linger_s` after a `notify()` (at once by default), else every
-        `poll_s`, at most `limit` rows per read.
+    def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = RELAY_BATCH, linger_s: float = 0.0,
+                    activity: Activity | None = None, quiet_s: float = 0.0) -> None:
+        """Publish in the background after a `notify()`, else every `poll_s`, at most `limit` rows
+        per read. After a `notify()`: at once by default; with `activity`, once no request has been
+        in flight for `quiet_s`, or `linger_s` after the wake-up under steady load; with only
+        `linger_s`, that long after it.
 
-        Why linger: a pass wakes the NATS server and every consumer of the events it publishes. On a
+        Why wait: a pass wakes the NATS server and every consumer of the events it publishes. On a
         request path (inference notifies after every answer) a pass per answer lands on the next
-        request; lingering sends the answers of that window in one pass, so most requests meet none
-        (bench/RESULTS.md, "Gateway overhead"). The events are then up to `linger_s` later."""
-        self._task = asyncio.create_task(self._relay(bus, poll_s, limit, linger_s), name=f"{self.db.service}-outbox")
+        request. Waiting for a quiet moment puts that work where no request is; under steady load the
+        answers of `linger_s` go out in one pass, so most requests meet none (bench/RESULTS.md,
+        "Gateway overhead"). The events are then up to `linger_s` later."""
+        self._task = asyncio.create_task(self._relay(bus, poll_s, limit, linger_s, activity, quiet_s),
+                                         name=f"{self.db.service}-outbox")
 
-    async def _relay(self, bus: EventBus, poll_s: float, limit: int, linger_s: float) -> None:
+    async def _relay(self, bus: EventBus, poll_s: float, limit: int, linger_s: float, activity: Activity | None,
+                     quiet_s: float) -> None:
         while True:
             # Cleared before reading, so a row committed while this pass publishes sets it again
             # and the next pass starts at once; a pass that found fewer rows than `limit` needs no
@@ -141,7 +148,9 @@ class Outbox:
                 log.exception("outbox relay failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), poll_s)
-                if linger_s:
+                if activity is not None:
+                    await activity.quiet(quiet_s, linger_s)
+                elif linger_s:
                     await asyncio.sleep(linger_s)  # let the rows of the next moments join this pass
 
     async def stop(self, bus: EventBus) -> None:

@@ -116,8 +116,9 @@ class Ratings:
         if not request_id:
             raise InvalidArgument(f"{field} is required: the request id of a served output")
         row = await self.outputs.get(tenant_id, request_id)
-        # The output reaches this service through inference.completed, up to ~0.1 s after the client
-        # got its answer (inference's relay lingers): a rating sent at once waits for it rather than failing.
+        # The output reaches this service through inference.completed, up to ~1 s after the client got
+        # its answer under steady load (inference's relay waits for a quiet moment): a rating sent at
+        # once waits for it rather than failing.
         deadline = time.monotonic() + self.arrival_grace_s
         while row is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)

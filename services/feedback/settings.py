@@ -17,5 +17,5 @@ class FeedbackSettings(PlatformSettings):
         default=3.0, ge=0, le=10,
         description="How long a rating waits for its output to arrive from inference.completed before a 404 "
                     "(a client may rate the moment it is served, before the event lands: inference publishes "
-                    "its events up to DREAMFORGE_EVENTS_LINGER_MS (100) after the answer; "
-                    "on a loaded machine the event has been seen to take over 0.7 s)")
+                    "its events once it is idle, or under steady load up to DREAMFORGE_EVENTS_LINGER_MS (1000) "
+                    "after the answer)")

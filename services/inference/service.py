@@ -16,11 +16,13 @@ background, so the first request after a promotion does not pay for fetching or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 
+from dreamforge.activity import Activity
 from dreamforge.grpcio import FailedPrecondition, ServiceError
 from dreamforge.tracing import tracer
 from dreamforge.v1 import common_pb2, events_pb2, inference_pb2
@@ -51,23 +53,32 @@ class InferenceService:
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         #: Warm adapters on promotion (off when no model can be served at all).
         self.prefetch = True
+        #: Requests in flight: the outbox relay publishes their events in a quiet moment.
+        self.activity = Activity()
 
     # -- requests ---------------------------------------------------------------------------
     async def answer(self, request: Prepared) -> inference_pb2.SkillResponse:
-        started = time.perf_counter()
-        route, runtime, call = await self._plan(request)
-        image_kept = self.events.keep_image(request)  # the image store write overlaps generation
-        try:
-            with _tracer.start_as_current_span("inference.generate"):  # batching queue included
-                output = await runtime.run(call)
-        except ServiceError:
-            raise
-        except Exception as exc:
-            raise _model_failure(exc) from exc
-        return await self._finish(request, route, output, started, image_kept)
+        with self.activity.busy():
+            started = time.perf_counter()
+            route, runtime, call = await self._plan(request)
+            image_kept = self.events.keep_image(request)  # the image store write overlaps generation
+            try:
+                with _tracer.start_as_current_span("inference.generate"):  # batching queue included
+                    output = await runtime.run(call)
+            except ServiceError:
+                raise
+            except Exception as exc:
+                raise _model_failure(exc) from exc
+            return await self._finish(request, route, output, started, image_kept)
 
     async def stream(self, request: Prepared) -> AsyncIterator[inference_pb2.TextChunk]:
         """Text chunks as generated, then one completed chunk with the whole response."""
+        with self.activity.busy():
+            async with contextlib.aclosing(self._stream(request)) as chunks:  # closed at once when the caller stops
+                async for chunk in chunks:
+                    yield chunk
+
+    async def _stream(self, request: Prepared) -> AsyncGenerator[inference_pb2.TextChunk, None]:
         started = time.perf_counter()
         route, runtime, call = await self._plan(request)
         image_kept = self.events.keep_image(request)  # the image store write overlaps generation

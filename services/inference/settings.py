@@ -42,10 +42,14 @@ class InferenceSettings(PlatformSettings):
         default=0, ge=0, description="torch intra-op threads; 0 = chosen per batch: torch's default for big "
                                      "batches, one fewer for small ones (serving_threads)")
     registry_timeout_s: float = Field(default=10.0, gt=0, description="Deadline of calls to the registry")
+    events_quiet_ms: float = Field(
+        default=20.0, ge=0, le=5000,
+        description="The outbox relay publishes an answer's events once no request has been in flight this long, "
+                    "so that work (the relay, NATS, billing, feedback) runs where no request is")
     events_linger_ms: float = Field(
-        default=100.0, ge=0, le=5000,
-        description="How long the outbox relay waits after an answer before publishing its events, so the "
-                    "answers of that window go out in one pass instead of one pass landing on every next request")
+        default=1000.0, ge=0, le=5000,
+        description="Under steady load (never quiet), the longest the relay waits after an answer: the answers of "
+                    "that window go out in one pass instead of one pass landing on every next request")
 
     @property
     def adapter_memory_budget_bytes(self) -> int:

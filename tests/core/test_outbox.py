@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from dreamforge.activity import Activity
 from dreamforge.db import Database
 from dreamforge.events import INFERENCE_COMPLETED, USAGE_RECORDED, new_meta
 from dreamforge.outbox import Outbox
@@ -154,6 +155,42 @@ async def test_a_lingering_relay_sends_the_answers_of_its_window_in_one_pass(tmp
     outbox.notify()
     assert await published(bus, 4) == ["r1:completed", "r1:usage", "r2:completed", "r2:usage"]
     assert await unsent(outbox) == []
+    await outbox.stop(bus)  # type: ignore[arg-type]
+    await outbox.db.close()
+
+
+async def test_a_relay_with_activity_publishes_in_the_first_quiet_moment_or_after_the_linger(tmp_path: Path) -> None:
+    outbox = await outbox_in(tmp_path)
+    bus = Bus()
+    activity = Activity()
+    outbox.start_relay(bus, poll_s=60, linger_s=1.5, activity=activity, quiet_s=0.2)  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)  # the start-up pass found nothing
+    with activity.busy():  # an answer commits its events and notifies while it is still in flight
+        async with outbox.db.transaction() as conn:
+            await outbox.add_many(conn, events("r1"))  # type: ignore[arg-type]
+        outbox.notify()
+        await asyncio.sleep(0.3)
+        assert bus.subjects == []  # a request is in flight: not yet
+    idle_at = asyncio.get_running_loop().time()
+    await asyncio.sleep(0.1)
+    assert bus.subjects == []  # idle for 0.1 s of the 0.2 s it waits for
+    assert await published(bus, 2) == ["r1:completed", "r1:usage"]
+    assert asyncio.get_running_loop().time() - idle_at < 1.0  # the quiet moment, well before the linger
+
+    async def steady_load() -> None:  # requests back to back, never 0.2 s apart
+        while True:
+            with activity.busy():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.01)
+
+    load = asyncio.create_task(steady_load())
+    started = asyncio.get_running_loop().time()
+    async with outbox.db.transaction() as conn:
+        await outbox.add_many(conn, events("r2"))  # type: ignore[arg-type]
+    outbox.notify()
+    assert await published(bus, 4) == ["r1:completed", "r1:usage", "r2:completed", "r2:usage"]
+    assert 1.4 <= asyncio.get_running_loop().time() - started < 3  # the linger's bound, never quiet
+    load.cancel()
     await outbox.stop(bus)  # type: ignore[arg-type]
     await outbox.db.close()
 
