@@ -61,7 +61,7 @@ return {granted, math.floor(tokens), retry_ms}
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    remaining: int
+    remaining: int              # the bucket as of this replica's last lease, plus the lease's unspent tokens
     retry_after_s: int          # whole seconds to wait (0 when allowed)
     limit_per_minute: int
 
