@@ -15,13 +15,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dreamforge.activity import Activity
 from dreamforge.bus import EventBus
 from dreamforge.db import Database, Migration, UtcDateTime, utcnow
 from dreamforge.events import EventType
@@ -116,23 +115,20 @@ class Outbox:
                 await self.db.write(lambda conn: conn.execute(mark))
         return len(rows)
 
-    def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = RELAY_BATCH, linger_s: float = 0.0,
-                    activity: Activity | None = None, quiet_s: float = 0.0) -> None:
+    def start_relay(self, bus: EventBus, poll_s: float = 1.0, limit: int = RELAY_BATCH,
+                    settle: Callable[[], Awaitable[object]] | None = None) -> None:
         """Publish in the background after a `notify()`, else every `poll_s`, at most `limit` rows
-        per read. After a `notify()`: at once by default; with `activity`, once no request has been
-        in flight for `quiet_s`, or `linger_s` after the wake-up under steady load; with only
-        `linger_s`, that long after it.
+        per read. `settle`, when given, is awaited between a `notify()` and the pass.
 
-        Why wait: a pass wakes the NATS server and every consumer of the events it publishes. On a
+        Why settle: a pass wakes the NATS server and every consumer of the events it publishes. On a
         request path (inference notifies after every answer) a pass per answer lands on the next
-        request. Waiting for a quiet moment puts that work where no request is; under steady load the
-        answers of `linger_s` go out in one pass, so most requests meet none (bench/RESULTS.md,
-        "Gateway overhead"). The events are then up to `linger_s` later."""
-        self._task = asyncio.create_task(self._relay(bus, poll_s, limit, linger_s, activity, quiet_s),
-                                         name=f"{self.db.service}-outbox")
+        request; inference settles with `Activity.quiet`, so the pass runs where no request is, or
+        takes a whole window of answers at once under steady load (bench/RESULTS.md, "Gateway
+        overhead")."""
+        self._task = asyncio.create_task(self._relay(bus, poll_s, limit, settle), name=f"{self.db.service}-outbox")
 
-    async def _relay(self, bus: EventBus, poll_s: float, limit: int, linger_s: float, activity: Activity | None,
-                     quiet_s: float) -> None:
+    async def _relay(self, bus: EventBus, poll_s: float, limit: int,
+                     settle: Callable[[], Awaitable[object]] | None) -> None:
         while True:
             # Cleared before reading, so a row committed while this pass publishes sets it again
             # and the next pass starts at once; a pass that found fewer rows than `limit` needs no
@@ -148,10 +144,8 @@ class Outbox:
                 log.exception("outbox relay failed; retrying")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), poll_s)
-                if activity is not None:
-                    await activity.quiet(quiet_s, linger_s)
-                elif linger_s:
-                    await asyncio.sleep(linger_s)  # let the rows of the next moments join this pass
+                if settle is not None:
+                    await settle()
 
     async def stop(self, bus: EventBus) -> None:
         """Stop the relay after a last flush, so SIGTERM doesn't strand events."""

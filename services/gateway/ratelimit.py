@@ -5,13 +5,12 @@ each request takes one. The clock is Redis's own (`TIME`), so gateway replicas w
 skewed clocks share one bucket correctly. An idle bucket expires once it would be full.
 
 Leases: a request that finds no local token takes up to a tenth of the bucket from Redis at once
-(`lease_size`), spends one and keeps the rest in this process for the key's next requests, so
-at the default burst of 60 five requests in six skip the Redis round trip (about half a
-millisecond on the request path).
-The tokens were taken from the shared bucket, so every replica together never grants more than
-the bucket holds plus what it refills; a replica's unspent lease (at most a tenth of the burst)
-can only be spent later, the one way the burst is exceeded. Buckets of fewer than 20 tokens
-lease one token at a time: every request asks Redis, as before.
+(`lease_size`), spends one and keeps the rest in this process for the key's next requests, so at
+the default burst of 60 five requests in six skip the Redis round trip (about half a millisecond
+on the request path). The tokens were taken from the shared bucket, so every replica together
+never grants more than the bucket holds plus what it refills; a replica's unspent lease (at most
+a tenth of the burst) can only be spent later, the one way the burst is exceeded. Buckets of
+fewer than 20 tokens lease one token at a time: every request asks Redis, as before.
 """
 
 from __future__ import annotations
@@ -105,10 +104,10 @@ class RateLimiter:
             spent = self._spend(principal.key_id, cost, per_minute)
             if spent is not None:
                 return spent
-            span.set_attribute("dreamforge.rate_limit.lease", max(cost, lease_size(capacity)))
+            wanted = max(cost, lease_size(capacity))
+            span.set_attribute("dreamforge.rate_limit.lease", wanted)
             granted, left, retry_ms = await self._script(  # the one Redis round trip: no lease left
-                keys=[f"{self.prefix}:{principal.key_id}"],
-                args=[capacity, per_minute / 60.0, cost, max(cost, lease_size(capacity))])
+                keys=[f"{self.prefix}:{principal.key_id}"], args=[capacity, per_minute / 60.0, cost, wanted])
         if granted:
             lease = self._leases.setdefault(principal.key_id, _Lease(0, 0))
             lease.tokens += int(granted)

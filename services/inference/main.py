@@ -83,8 +83,8 @@ async def build(runtime: ServiceRuntime) -> Inference:
             log.warning("undecodable model.updated on the core subscription", extra={"subject": msg.subject})
 
     async def start() -> None:
-        outbox.start_relay(runtime.bus, linger_s=settings.events_linger_ms / 1000, activity=service.activity,
-                           quiet_s=settings.events_quiet_ms / 1000)
+        outbox.start_relay(runtime.bus, settle=lambda: service.activity.quiet(
+            settings.events_quiet_ms / 1000, at_most_s=settings.events_linger_ms / 1000))
         subscriptions.append(await runtime.bus.nc.subscribe(MODEL_UPDATED.all_tenants, cb=on_core_message))
 
     async def stop() -> None:

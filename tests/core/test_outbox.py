@@ -28,6 +28,7 @@ class Bus:
         self.subjects: list[str] = []
         self.fail_at = fail_at
         self.attempts = 0
+        self.passes = 0  # calls of publish_raw_many
 
     async def publish_raw(self, subject: str, data: bytes, headers: dict[str, str]) -> bool:
         self.attempts += 1
@@ -37,6 +38,7 @@ class Bus:
         return True
 
     async def publish_raw_many(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> list[bool | Exception]:
+        self.passes += 1
         results: list[bool | Exception] = []
         for message in messages:
             try:
@@ -140,30 +142,12 @@ async def test_relay_takes_rows_committed_while_it_publishes_at_once(tmp_path: P
     await outbox.db.close()
 
 
-async def test_a_lingering_relay_sends_the_answers_of_its_window_in_one_pass(tmp_path: Path) -> None:
-    outbox = await outbox_in(tmp_path)
-    bus = Bus()
-    outbox.start_relay(bus, poll_s=60, linger_s=0.6)  # type: ignore[arg-type]
-    await asyncio.sleep(0.1)  # the start-up pass found nothing
-    async with outbox.db.transaction() as conn:
-        await outbox.add_many(conn, events("r1"))  # type: ignore[arg-type]
-    outbox.notify()
-    await asyncio.sleep(0.15)
-    assert bus.subjects == []  # without the linger, r1 went out at once
-    async with outbox.db.transaction() as conn:
-        await outbox.add_many(conn, events("r2"))  # type: ignore[arg-type]
-    outbox.notify()
-    assert await published(bus, 4) == ["r1:completed", "r1:usage", "r2:completed", "r2:usage"]
-    assert await unsent(outbox) == []
-    await outbox.stop(bus)  # type: ignore[arg-type]
-    await outbox.db.close()
-
-
-async def test_a_relay_with_activity_publishes_in_the_first_quiet_moment_or_after_the_linger(tmp_path: Path) -> None:
+async def test_a_relay_settling_on_activity_publishes_in_the_first_quiet_moment_or_a_windows_answers_at_once(
+        tmp_path: Path) -> None:
     outbox = await outbox_in(tmp_path)
     bus = Bus()
     activity = Activity()
-    outbox.start_relay(bus, poll_s=60, linger_s=1.5, activity=activity, quiet_s=0.2)  # type: ignore[arg-type]
+    outbox.start_relay(bus, poll_s=60, settle=lambda: activity.quiet(0.2, at_most_s=1.5))  # type: ignore[arg-type]
     await asyncio.sleep(0.1)  # the start-up pass found nothing
     with activity.busy():  # an answer commits its events and notifies while it is still in flight
         async with outbox.db.transaction() as conn:
@@ -185,11 +169,15 @@ async def test_a_relay_with_activity_publishes_in_the_first_quiet_moment_or_afte
 
     load = asyncio.create_task(steady_load())
     started = asyncio.get_running_loop().time()
-    async with outbox.db.transaction() as conn:
-        await outbox.add_many(conn, events("r2"))  # type: ignore[arg-type]
-    outbox.notify()
-    assert await published(bus, 4) == ["r1:completed", "r1:usage", "r2:completed", "r2:usage"]
-    assert 1.4 <= asyncio.get_running_loop().time() - started < 3  # the linger's bound, never quiet
+    for request_id in ("r2", "r3"):  # two answers 0.3 s apart
+        async with outbox.db.transaction() as conn:
+            await outbox.add_many(conn, events(request_id))  # type: ignore[arg-type]
+        outbox.notify()
+        await asyncio.sleep(0.3)
+    assert await published(bus, 6) == ["r1:completed", "r1:usage", "r2:completed", "r2:usage", "r3:completed",
+                                       "r3:usage"]
+    assert 1.4 <= asyncio.get_running_loop().time() - started < 3  # the bound `at_most_s`, never quiet
+    assert bus.passes == 2  # r1 alone, then r2 and r3 together
     load.cancel()
     await outbox.stop(bus)  # type: ignore[arg-type]
     await outbox.db.close()
