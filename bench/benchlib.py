@@ -117,7 +117,6 @@ class StdlibClient:
         self._connection.close()
 
 
-
 def timing_client(name: str, base_url: str) -> StdlibClient | httpx.AsyncClient:
     """The `--client` a skill benchmark times its requests with (see `StdlibClient`)."""
     return StdlibClient(base_url) if name == "stdlib" else httpx.AsyncClient(base_url=base_url, timeout=60)
