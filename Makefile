@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SUDO   := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install system-deps run test test-fast lint proto bench clean
+.PHONY: help install system-deps run test test-fast lint proto bench bench-shaped clean
 
 help: ## List the targets with a one-line description
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ bench: install ## Run the benchmarks under bench/ and print their figures (see b
 	$(PY) bench/training_methods.py --method grpo --seeds 0 1 2
 	$(PY) bench/training_methods.py --method dpo --seeds 0 1 2
 	$(PY) bench/training_methods.py --method sft --seeds 0 1
+
+bench-shaped: install ## Gateway overhead with an untrained model of SmolVLM-256M's shape (~10 min, 0.8 GB in /tmp)
+	$(PY) bench/shaped_model.py --out /tmp/smolvlm-256m-shaped
+	$(PY) bench/gateway_overhead.py --model /tmp/smolvlm-256m-shaped --requests 6
 
 .PHONY: triton
 triton: install ## Fetch the Triton server the triton runtime starts (pytriton wheel, ~55 MB, cached once)

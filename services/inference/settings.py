@@ -40,7 +40,8 @@ class InferenceSettings(PlatformSettings):
     max_adapter_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="Largest adapter artifact fetched")
     torch_threads: int = Field(
         default=0, ge=0, description="torch intra-op threads; 0 = chosen per batch: torch's default for big "
-                                     "batches, one fewer for small ones (serving_threads)")
+                                     "batches and big models, one fewer for a small model's small "
+                                     "batches (serving_threads)")
     registry_timeout_s: float = Field(default=10.0, gt=0, description="Deadline of calls to the registry")
     events_quiet_ms: float = Field(
         default=20.0, ge=0, le=5000,

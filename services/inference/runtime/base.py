@@ -20,24 +20,33 @@ from PIL import Image
 
 #: Batches at least this big generate with all of torch's default threads (see `serving_threads`).
 PARALLEL_BATCH = 8
+#: Models with at least this many parameters generate every batch, a lone request's too, with all of them.
+PARALLEL_PARAMETERS = 100_000_000
 
 
-def serving_threads(configured: int, batch_size: int = 1) -> int:
-    """torch intra-op threads for one generation of `batch_size` rows: `configured` when set (> 0); else
-    torch's default for batches of PARALLEL_BATCH or more and one thread fewer (at least 1) below that.
+def serving_threads(configured: int, batch_size: int = 1, parameters: int = 0) -> int:
+    """torch intra-op threads for one generation of `batch_size` rows by a model of `parameters`: `configured`
+    when set (> 0); else torch's default for batches of PARALLEL_BATCH or more and for models of
+    PARALLEL_PARAMETERS or more, and one thread fewer (at least 1) for a small batch of a small model.
 
     Why: a served model shares the machine with the platform's other processes (gateway, event consumers,
-    NATS). A small batch's matrices are too small to gain much from a second thread, and a generation with
-    one thread per core stalls at every parallel region whose other thread lost its core to them: on 2 cores
-    a caption through the gateway took 198 ms with 2 threads and 108 ms with 1 (the bare call 95-107 ms), and
-    Triton served 8 concurrent queries (batches of ~4) at 90-98 requests/s this way against 70-75 with 2
-    threads (bench/RESULTS.md, "Gateway overhead" and "Dynamic batching on Triton"). Big batches keep every
-    thread: in-process a batch of 8 queries took 33-39 ms with 2 threads and 46-48 ms with 1; at concurrency
-    32 on Triton (batches of 13-16) the two settings measured level, 113-130 requests/s."""
+    NATS). A small model's small batch has matrices too small to gain much from a second thread, and a
+    generation with one thread per core stalls at every parallel region whose other thread lost its core to
+    them: on 2 cores a caption of the default model through the gateway took 198 ms with 2 threads and 108 ms
+    with 1 (the bare call 95-107 ms), and Triton served 8 concurrent queries (batches of ~4) at 90-98
+    requests/s this way against 70-75 with 2 threads (bench/RESULTS.md, "Gateway overhead" and "Dynamic
+    batching on Triton"). Big batches keep every thread: in-process a batch of 8 queries took 33-39 ms with 2
+    threads and 46-48 ms with 1; at concurrency 32 on Triton (batches of 13-16) the two settings measured
+    level, 113-130 requests/s. So do big models, whose lone request is seconds of large matrices beside the
+    platform's milliseconds: a query of a model shaped like SmolVLM-256M (`bench/shaped_model.py`, 200 M
+    parameters) took 3.9 s bare on 2 threads and 6.1 s through the gateway on 1 (3.75-3.89 s on 2); models
+    of 12 M and 40 M parameters gained only 5 and 10 % from the second thread in-process."""
     if configured > 0:
         return configured
     default = _torch_default_threads()
-    return default if batch_size >= PARALLEL_BATCH else max(1, default - 1)
+    if batch_size >= PARALLEL_BATCH or parameters >= PARALLEL_PARAMETERS:
+        return default
+    return max(1, default - 1)
 
 
 @functools.cache

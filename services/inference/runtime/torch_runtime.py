@@ -78,6 +78,7 @@ class TorchRuntime:
         self.batcher: MicroBatcher[BatchKey, Queued, SkillOutput] = MicroBatcher(
             self._execute, max_batch=max_batch_size, window_s=batch_window_s)
         self._skills: Skills | None = None
+        self._parameters = 0  # the base model's, for serving_threads
         self._peft: Any = None  # peft.PeftModel once the first adapter is loaded
         self._lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
@@ -86,7 +87,7 @@ class TorchRuntime:
     async def start(self) -> None:
         async with self._start_lock:
             if self._skills is None:
-                self._skills = await asyncio.to_thread(Skills.from_pretrained, self.base_dir, self.device)
+                self.use_loaded(await asyncio.to_thread(Skills.from_pretrained, self.base_dir, self.device))
                 log.info("base model loaded", extra={"base": str(self.base_dir)})
 
     async def run(self, call: SkillCall) -> SkillOutput:
@@ -99,7 +100,7 @@ class TorchRuntime:
         batcher, no event loop, no worker thread. The bare model call that benchmarks set beside the
         service's, with the same prompts, decoding, threads and `model.generate` span as `run`."""
         if self._skills is None:
-            self._skills = Skills.from_pretrained(self.base_dir, self.device)
+            self.use_loaded(Skills.from_pretrained(self.base_dir, self.device))
         first = calls[0]
         return self._generate_batch(first.adapter, list(calls), max_new_tokens(first))
 
@@ -153,7 +154,7 @@ class TorchRuntime:
                   streamer: TextStreamer | None = None, stop: threading.Event | None = None,
                   num_beams: int = 1, links: Sequence[trace.Link] = ()) -> tuple[list[str], list[int], list[int]]:
         skills = self._require_skills()
-        threads = serving_threads(self.threads, len(images))
+        threads = serving_threads(self.threads, len(images), self._parameters)
         torch.set_num_threads(threads)  # this thread's OpenMP team
         with _tracer.start_as_current_span("model.generate", links=links) as span:
             started = time.perf_counter()
@@ -220,6 +221,10 @@ class TorchRuntime:
         if self.lru.total_bytes > self.lru.budget_bytes:
             log.warning("adapter exceeds the memory budget on its own", extra={"adapter": sha, "bytes": size})
         log.info("adapter loaded", extra={"adapter": sha, "bytes": size, "evicted": victims})
+
+    def use_loaded(self, skills: Skills) -> None:
+        """Serve `skills`, already loaded (the Triton backend loads its checkpoint itself)."""
+        self._skills, self._parameters = skills, sum(p.numel() for p in skills.model.parameters())
 
     def _require_skills(self) -> Skills:
         if self._skills is None:

@@ -76,7 +76,7 @@ class BackendEngine:
     def _runtime(self, skills: Skills) -> TorchRuntime:
         runtime = TorchRuntime(self.base_dir, memory_budget_bytes=self.memory_budget_bytes, device=self.device,
                                threads=self.threads)
-        runtime._skills = skills
+        runtime.use_loaded(skills)
         return runtime
 
     def handle(self, requests: Sequence[BackendRequest], send: Send,
