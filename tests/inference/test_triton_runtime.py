@@ -138,6 +138,8 @@ async def test_bad_calls_fail_like_torch(triton: TritonRuntime, torch_runtime: T
 def test_backend_engine_answers_every_request_once(tiny_model_dir: Path, tiny_adapters: list[Adapter]) -> None:
     """The backend's batch logic without Triton: errors stay with their request, streams end final."""
     engine = BackendEngine(tiny_model_dir, memory_budget_bytes=1 << 30, device="cpu")
+    model = engine.runtime._require_skills().model
+    assert engine.runtime._parameters == sum(p.numel() for p in model.parameters()) > 0  # sizes its threads
     png = encode_png(IMAGES[0])
     adapter = tiny_adapters[0]
     requests = [
