@@ -122,3 +122,24 @@ def test_generation_batched_equals_single_and_stream_equals_whole(tmp_path: Path
     assert streamed.strip() == single[0]
     with pytest.raises(ValueError):
         skills.caption(samples[0].image, "medium")
+
+
+def test_a_processor_that_splits_images_serves_like_a_real_smolvlm(tmp_path: Path, tokenizer) -> None:
+    """Real SmolVLM checkpoints split large images into tiles plus a global view, so one image can take many
+    times the default model's image tokens; images of different sizes must still batch together."""
+    path = _save(tmp_path, TINY_SPEC, tokenizer, seed=5)
+    processor = build_processor(TINY_SPEC, tokenizer)
+    processor.image_processor.do_image_splitting = True
+    processor.image_processor.size = {"longest_edge": TINY_SPEC.image_size * 4}  # up to 4x4 tiles
+    processor.save_pretrained(path)
+    skills = Skills(*load(path, device="cpu"))
+    assert skills.processor.image_processor.do_image_splitting
+    square, wide = get_sample("test", 0).image, get_sample("test", 1).image.resize((200, 60))
+    image_id = tokenizer.convert_tokens_to_ids(IMAGE)
+    tokens = [int((skills._inputs([im], ["q"])["input_ids"] == image_id).sum()) for im in (square, wide)]
+    assert tokens[0] == (16 + 1) * TINY_SPEC.image_seq_len  # 4x4 tiles and the global view
+    assert TINY_SPEC.image_seq_len < tokens[1] < tokens[0]  # fewer tiles for a short, wide image
+    prompts = ["what colour is the circle?", "detect red circle."]
+    batched = skills.generate([square, wide], prompts, max_new_tokens=6)
+    single = [skills.generate([im], [p], max_new_tokens=6)[0] for im, p in zip([square, wide], prompts, strict=True)]
+    assert batched == single
