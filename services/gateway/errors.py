@@ -49,7 +49,7 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNIMPLEMENTED: 501,
     grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
     grpc.StatusCode.CANCELLED: 503,
 }
 
@@ -58,7 +58,7 @@ HTTP_CODES: dict[int, str] = {
     400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
     422: "unprocessable", 429: "rate_limited", 500: "internal", 501: "unimplemented", 502: "bad_gateway",
-    503: "unavailable",
+    503: "unavailable", 504: "deadline_exceeded",
 }
 
 
@@ -158,15 +158,28 @@ def handle_rpc_error(request: Request[Any, Any, Any], exc: grpc.aio.AioRpcError)
     return _from_grpc(request, exc.code(), exc.details() or exc.code().name)
 
 
-def _from_grpc(request: Request[Any, Any, Any], code: grpc.StatusCode, message: str) -> Response[ErrorResponse]:
+def http_failure(code: grpc.StatusCode, message: str) -> tuple[int, str, str]:
+    """The HTTP status, error code and message for a backend call that ended with gRPC status `code`.
+
+    A deadline is a 504, not a 503: the service is up but did not answer in time (a big checkpoint on a
+    slow machine, a long batch), and the message names the setting that sets the deadline."""
     status = GRPC_TO_HTTP.get(code)
     if status is None:  # INTERNAL, UNKNOWN, DATA_LOSS: the backend failed, not the caller
-        log.error("backend error", extra={"request_id": ensure_request_id(request.scope),
-                                          "grpc_code": code.name, "error": message})
-        return error_response(request, 502, "bad_gateway", f"an internal service failed: {message}")
+        return 502, "bad_gateway", f"an internal service failed: {message}"
     if status == 503:
         message = f"a backend service is unavailable: {message}"
-    return error_response(request, status, code.name.lower(), message)
+    elif status == 504:
+        message = (f"a backend service did not answer within the gateway's deadline "
+                   f"(DREAMFORGE_BACKEND_TIMEOUT_S): {message}")
+    return status, code.name.lower(), message
+
+
+def _from_grpc(request: Request[Any, Any, Any], code: grpc.StatusCode, message: str) -> Response[ErrorResponse]:
+    status, error_code, text = http_failure(code, message)
+    if status == 502:
+        log.error("backend error", extra={"request_id": ensure_request_id(request.scope),
+                                          "grpc_code": code.name, "error": message})
+    return error_response(request, status, error_code, text)
 
 
 def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:

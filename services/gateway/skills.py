@@ -30,7 +30,7 @@ from dreamforge.images import (
     header_pixels,
 )
 from dreamforge.v1 import common_pb2, inference_pb2, inference_pb2_grpc
-from services.gateway.errors import GRPC_TO_HTTP
+from services.gateway.errors import http_failure
 
 Skill = Literal["caption", "query", "detect", "point", "chat"]
 SKILLS: tuple[Skill, ...] = ("caption", "query", "detect", "point", "chat")
@@ -307,12 +307,7 @@ def failure_of(request_id: str, exc: Exception) -> SkillFailure:
         code, message = exc.code, str(exc)
     else:
         raise exc
-    status = GRPC_TO_HTTP.get(code)
-    if status is None:
-        return SkillFailure(request_id, 502, "bad_gateway", f"an internal service failed: {message}")
-    if status == 503:
-        message = f"a backend service is unavailable: {message}"
-    return SkillFailure(request_id, status, code.name.lower(), message)
+    return SkillFailure(request_id, *http_failure(code, message))
 
 
 class QuotaCheck(Protocol):

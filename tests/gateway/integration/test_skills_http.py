@@ -3,11 +3,13 @@ field), scope `app`, request ids, model selection, fan-out, batch and backend er
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import io
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from PIL import Image
@@ -175,6 +177,44 @@ async def test_batch_runs_mixed_calls_in_order(stack: Stack) -> None:
     assert [r["request_id"] for r in results] == [f"{reply.headers['x-request-id']}.{i}" for i in range(4)]
     assert isinstance(results[0]["caption"], str) and isinstance(results[1]["answer"], str)
     assert isinstance(results[2]["objects"], list) and results[3]["status"] == 404
+
+
+class SlowInference(inference_pb2_grpc.InferenceServiceServicer):
+    """An inference service that is up but answers a caption only after `delay_s` (a big model, a slow CPU)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+
+    async def Caption(self, request: Any, context: Any) -> Any:
+        await asyncio.sleep(self.delay_s)
+        await context.abort(grpc.StatusCode.INTERNAL, "too late to matter")
+
+
+async def test_a_backend_past_the_deadline_is_a_504_naming_the_setting(stack: Stack) -> None:
+    account = await stack.account(scopes=("app",))
+    server = grpc.aio.server()
+    inference_pb2_grpc.add_InferenceServiceServicer_to_server(SlowInference(2.0), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with channel(f"127.0.0.1:{port}") as slow:
+            settings = stack.gateway.deps.settings.model_copy(update={"backend_timeout_s": 0.3})
+            deps = dataclasses.replace(stack.gateway.deps, settings=settings,
+                                       inference=inference_pb2_grpc.InferenceServiceStub(slow))
+            http = HttpServer(create_app(deps), "127.0.0.1", 0)
+            await http.start()
+            try:
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", headers=account.headers) as c:
+                    reply = await c.post("/v1/caption", json={"image_url": PNG})
+                    assert reply.status_code == 504, reply.text
+                    error = reply.json()["error"]
+                    assert error["code"] == "deadline_exceeded" and "DREAMFORGE_BACKEND_TIMEOUT_S" in error["message"]
+                    reply = await c.post("/v1/compare", json={"skill": "caption", "image_url": PNG, "models": ["a"]})
+                    assert reply.status_code == 200 and reply.json()["results"][0]["status"] == 504
+            finally:
+                await http.stop()
+    finally:
+        await server.stop(None)
 
 
 async def test_inference_down_is_a_503_and_bodies_over_the_limit_are_413(stack: Stack) -> None:
