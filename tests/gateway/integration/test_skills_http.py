@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import io
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -179,6 +181,23 @@ async def test_batch_runs_mixed_calls_in_order(stack: Stack) -> None:
     assert isinstance(results[2]["objects"], list) and results[3]["status"] == 404
 
 
+@contextlib.asynccontextmanager
+async def gateway_calling(stack: Stack, inference_at: str, headers: dict[str, str],
+                          **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a second gateway on `stack`'s services, except that it calls the inference service at
+    `inference_at`, with `settings` changed."""
+    async with channel(inference_at) as inference:
+        deps = dataclasses.replace(stack.gateway.deps, settings=stack.gateway.deps.settings.model_copy(update=settings),
+                                   inference=inference_pb2_grpc.InferenceServiceStub(inference))
+        http = HttpServer(create_app(deps), "127.0.0.1", 0)
+        await http.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", headers=headers) as client:
+                yield client
+        finally:
+            await http.stop()
+
+
 class SlowInference(inference_pb2_grpc.InferenceServiceServicer):
     """An inference service that is up but answers a caption only after `delay_s` (a big model, a slow CPU)."""
 
@@ -197,47 +216,29 @@ async def test_a_backend_past_the_deadline_is_a_504_naming_the_setting(stack: St
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        async with channel(f"127.0.0.1:{port}") as slow:
-            settings = stack.gateway.deps.settings.model_copy(update={"backend_timeout_s": 0.3})
-            deps = dataclasses.replace(stack.gateway.deps, settings=settings,
-                                       inference=inference_pb2_grpc.InferenceServiceStub(slow))
-            http = HttpServer(create_app(deps), "127.0.0.1", 0)
-            await http.start()
-            try:
-                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", headers=account.headers) as c:
-                    reply = await c.post("/v1/caption", json={"image_url": PNG})
-                    assert reply.status_code == 504, reply.text
-                    error = reply.json()["error"]
-                    assert error["code"] == "deadline_exceeded" and "DREAMFORGE_BACKEND_TIMEOUT_S" in error["message"]
-                    reply = await c.post("/v1/compare", json={"skill": "caption", "image_url": PNG, "models": ["a"]})
-                    assert reply.status_code == 200 and reply.json()["results"][0]["status"] == 504
-            finally:
-                await http.stop()
+        async with gateway_calling(stack, f"127.0.0.1:{port}", account.headers, backend_timeout_s=0.3) as c:
+            reply = await c.post("/v1/caption", json={"image_url": PNG})
+            assert reply.status_code == 504, reply.text
+            error = reply.json()["error"]
+            assert error["code"] == "deadline_exceeded" and "DREAMFORGE_BACKEND_TIMEOUT_S" in error["message"]
+            reply = await c.post("/v1/compare", json={"skill": "caption", "image_url": PNG, "models": ["a"]})
+            assert reply.status_code == 200 and reply.json()["results"][0]["status"] == 504
     finally:
         await server.stop(None)
 
 
 async def test_inference_down_is_a_503_and_bodies_over_the_limit_are_413(stack: Stack) -> None:
     account = await stack.account(scopes=("app",))
-    async with channel("127.0.0.1:1") as dead:
-        deps = dataclasses.replace(
-            stack.gateway.deps, settings=stack.gateway.deps.settings.model_copy(update={"max_body_bytes": 64 * 1024}),
-            inference=inference_pb2_grpc.InferenceServiceStub(dead))
-        http = HttpServer(create_app(deps), "127.0.0.1", 0)
-        await http.start()
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", headers=account.headers) as c:
-                reply = await c.post("/v1/caption", json={"image_url": PNG})
-                assert reply.status_code == 503 and reply.json()["error"]["code"] == "unavailable"
-                reply = await c.post("/v1/query", json={"image_url": PNG, "question": "hm?", "stream": True})
-                assert reply.status_code == 503
-                reply = await c.post("/v1/compare", json={"skill": "caption", "image_url": PNG, "models": ["a"]})
-                assert reply.status_code == 200 and reply.json()["results"][0]["status"] == 503
-                big = data_url("PNG", size=(200, 200), colour="white").ljust(70 * 1024, "=")
-                reply = await c.post("/v1/batch", json={"requests": [{"skill": "caption", "image_url": big}]})
-                assert reply.status_code == 413 and "65536 bytes" in reply.json()["error"]["message"]
-        finally:
-            await http.stop()
+    async with gateway_calling(stack, "127.0.0.1:1", account.headers, max_body_bytes=64 * 1024) as c:
+        reply = await c.post("/v1/caption", json={"image_url": PNG})
+        assert reply.status_code == 503 and reply.json()["error"]["code"] == "unavailable"
+        reply = await c.post("/v1/query", json={"image_url": PNG, "question": "hm?", "stream": True})
+        assert reply.status_code == 503
+        reply = await c.post("/v1/compare", json={"skill": "caption", "image_url": PNG, "models": ["a"]})
+        assert reply.status_code == 200 and reply.json()["results"][0]["status"] == 503
+        big = data_url("PNG", size=(200, 200), colour="white").ljust(70 * 1024, "=")
+        reply = await c.post("/v1/batch", json={"requests": [{"skill": "caption", "image_url": big}]})
+        assert reply.status_code == 413 and "65536 bytes" in reply.json()["error"]["message"]
 
 
 async def test_openapi_documents_the_skill_routes_limits_and_streams(stack: Stack) -> None:
