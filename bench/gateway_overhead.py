@@ -25,8 +25,8 @@ the requests: the standard library's (default; the least a client can add, see
 `benchlib.StdlibClient`) or httpx (about half a millisecond more per request here).
 `--threads N` gives both paths N torch threads (`torch.set_num_threads` here,
 `DREAMFORGE_TORCH_THREADS` for the inference service); by default each path uses its own
-default: torch's for the bare call, the inference service's (`serving_threads`: one fewer,
-leaving a core to the platform's other processes) for HTTP.
+default: torch's for the bare call, the inference service's for HTTP (`serving_threads`: one
+fewer, leaving a core to the platform's other processes, unless the model has 100 M parameters or more).
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ import argparse
 import json
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
 from dreamforge.model.arch import ModelSpec, build_config, build_model, build_processor
-from dreamforge.model.skills import load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,8 +42,7 @@ SHAPES = {
 def write(shape: str, out: Path, seed: int = 0) -> int:
     """Write the checkpoint; returns its parameter count."""
     spec = SHAPES[shape]
-    _, default_processor = load(ROOT / "models" / "default")
-    tokenizer = default_processor.tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(ROOT / "models" / "default")
     model = build_model(build_config(spec, tokenizer), seed)
     model.save_pretrained(out)
     build_processor(spec, tokenizer).save_pretrained(out)
