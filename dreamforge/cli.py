@@ -1,6 +1,7 @@
 """The `dreamforge` command: start the platform and manage it from a terminal.
 
     dreamforge up                                   # the whole platform, Ctrl-C stops it
+    dreamforge analyze photo.png query "How many circles?" [--model shapes@staging] [--stream]
     dreamforge keys create --tenant acme --scope app
     dreamforge models list | promote NAME VERSION | rollback NAME
     dreamforge train start MODEL --method grpo --reward-function rf_... | status [JOB] | cancel JOB
@@ -17,7 +18,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
@@ -196,6 +197,58 @@ def rollback(ctx: click.Context, model: str, alias: str, to_version: int | None)
 def deploy(ctx: click.Context, model: str, version: int, name: str) -> None:
     """Open a preview deployment of a version."""
     _run(ctx, lambda c: c.create_preview(model, name, version))
+
+
+# -- skills -----------------------------------------------------------------------------
+SKILL_TEXT = {"query": "question", "detect": "object", "point": "object"}
+
+
+@main.command()
+@click.argument("image", type=click.File("rb"))
+@click.argument("skill", type=click.Choice(["caption", "query", "detect", "point"]))
+@click.argument("text", required=False)
+@click.option("--model", "models", multiple=True,
+              help="A model, name@version, name@alias or name@preview (default: the production model); "
+                   "repeat it to compare versions side by side")
+@click.option("--length", type=click.Choice(["short", "normal", "long"]), default="normal", show_default=True,
+              help="Caption length")
+@click.option("--stream", is_flag=True, help="Print a caption or answer as it is generated")
+@click.pass_context
+def analyze(ctx: click.Context, image: BinaryIO, skill: str, text: str | None, models: tuple[str, ...], length: str,
+            stream: bool) -> None:
+    """Run SKILL on IMAGE (a JPEG/PNG/WebP file, or - for standard input).
+
+    TEXT is the question for query and the object's name for detect and point. The answer comes as
+    JSON with its request_id (to rate it by), the model version that served it and latency_ms.
+    """
+    field = SKILL_TEXT.get(skill)
+    if field and not text:
+        raise click.UsageError(f"{skill} needs TEXT, the {field}: e.g. dreamforge analyze photo.png {skill} "
+                               + ('"How many circles?"' if skill == "query" else '"red circle"'))
+    if not field and text:
+        raise click.UsageError("caption takes no TEXT; use --length short|normal|long")
+    if stream and (skill not in ("caption", "query") or len(models) > 1):
+        raise click.UsageError("--stream is for one model's caption or query")
+    data = image.read()
+    if not data:
+        raise click.BadParameter("the image is empty", param_hint="IMAGE")
+    fields = {field: text} if field else {"length": length}
+
+    def call(client: DreamForge) -> Any:
+        if len(models) > 1:
+            return client.compare(skill, data, list(models), **fields)
+        model = models[0] if models else None
+        if stream:
+            for piece in client.caption(data, length, model, stream=True) if skill == "caption" else \
+                    client.query(data, str(text), model, stream=True):
+                click.echo(piece, nl=False)
+            click.echo()
+            return None
+        if skill == "caption":
+            return client.caption(data, length, model)
+        return getattr(client, skill)(data, text, model)
+
+    _run(ctx, call)
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})

@@ -9,6 +9,7 @@ and box on held-out `dreamforge.world` test images) only when the trained defaul
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,6 +159,57 @@ async def test_the_sdk_skill_methods(stack: Stack, app_key: Account, tmp_path: P
     assert [r["skill"] for r in out["batch"]["results"]] == ["caption", "point"]
     assert out["error"].status == 400 and "`image_url`" in out["error"].message
     assert out["stream_error"].status == 404
+
+
+def cli_session(base_url: str, key: str, path: Path, question: str, obj: str) -> dict[str, Any]:
+    """`dreamforge analyze` as a user types it (blocking, so it runs in a thread)."""
+    from click.testing import CliRunner
+
+    from dreamforge.cli import main
+
+    def analyze(*args: str, stdin: bytes | None = None) -> Any:
+        return CliRunner().invoke(main, ["--api-key", key, "--url", base_url, "analyze", *args], input=stdin)
+
+    return {
+        "query": analyze(str(path), "query", question),
+        "query_stream": analyze(str(path), "query", question, "--stream"),
+        "detect": analyze("-", "detect", obj, stdin=path.read_bytes()),
+        "caption": analyze(str(path), "caption", "--length", "short", "--model", "default"),
+        "compare": analyze(str(path), "point", obj, "--model", "default", "--model", "default@production"),
+        "no_question": analyze(str(path), "query"),
+        "missing_file": analyze(str(path.with_name("nothing.png")), "caption"),
+        "not_an_image": analyze(__file__, "caption"),
+        "no_model": analyze(str(path), "query", question, "--model", "no-such-model"),
+    }
+
+
+async def test_the_cli_analyzes_an_image(stack: Stack, app_key: Account, tmp_path: Path) -> None:
+    sample = get_sample("test", 3)
+    path = tmp_path / "shapes.png"
+    path.write_bytes(encode_png(sample.image))
+    qa = next(q for q in sample.questions() if q.qtype == "colour")
+    target = next(o for o in sample.objects if [p.name for p in sample.objects].count(o.name) == 1)
+    out = await asyncio.to_thread(cli_session, stack.base_url, app_key.key, path, qa.question, target.name)
+    for name in ("query", "query_stream", "detect", "caption", "compare"):
+        assert out[name].exit_code == 0, (name, out[name].output)
+    answer = json.loads(out["query"].output)
+    assert answer["request_id"] and answer["latency_ms"] > 0 and isinstance(answer["answer"], str)
+    assert out["query_stream"].output == answer["answer"] + "\n"  # a query is greedy, streamed or not
+    objects = json.loads(out["detect"].output)["objects"]
+    assert all(well_formed_box(b) for b in objects), objects
+    assert isinstance(json.loads(out["caption"].output)["caption"], str)
+    compared = json.loads(out["compare"].output)["results"]
+    assert [r["reference"] for r in compared] == ["default", "default@production"]
+    # side by side: this tenant has no models yet, so only the built-in default answers
+    assert [r["status"] for r in compared] == [200, 404], json.dumps(compared)
+    # bad input: a usage error (exit 2) or the gateway's message (exit 1), never a traceback
+    assert out["no_question"].exit_code == 2 and "query needs TEXT, the question" in out["no_question"].output
+    assert out["missing_file"].exit_code == 2 and "No such file" in out["missing_file"].output
+    assert out["not_an_image"].exit_code == 1 and "400" in out["not_an_image"].output
+    assert out["no_model"].exit_code == 1 and "404" in out["no_model"].output
+    if stack.model.trained:
+        assert normalise(answer["answer"]) == normalise(qa.answer), (qa.question, answer, qa.answer)
+        assert any(iou(b, target.box) >= 0.5 for b in objects), (target, objects)
 
 
 async def test_grpc_front_serves_skills_and_streams_with_request_ids(stack: Stack, app_key: Account) -> None:
