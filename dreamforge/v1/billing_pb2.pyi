@@ -20,7 +20,7 @@ class GetUsageRequest(_message.Message):
     def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., to: _Optional[str] = ..., **kwargs) -> None: ...
 
 class UsageSummary(_message.Message):
-    __slots__ = ("requests", "images", "input_tokens", "output_tokens", "cost_minor_units", "currency", "billable_images", "to", "plan", "month_images", "month_limit_images")
+    __slots__ = ("requests", "images", "input_tokens", "output_tokens", "cost_minor_units", "currency", "billable_images", "to", "plan", "month_images", "month_limit_images", "latency_p50_ms", "latency_p95_ms", "skills")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,9 @@ class UsageSummary(_message.Message):
     PLAN_FIELD_NUMBER: _ClassVar[int]
     MONTH_IMAGES_FIELD_NUMBER: _ClassVar[int]
     MONTH_LIMIT_IMAGES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    SKILLS_FIELD_NUMBER: _ClassVar[int]
     requests: int
     images: int
     input_tokens: int
@@ -44,7 +47,10 @@ class UsageSummary(_message.Message):
     plan: str
     month_images: int
     month_limit_images: int
-    def __init__(self, requests: _Optional[int] = ..., images: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_minor_units: _Optional[int] = ..., currency: _Optional[str] = ..., billable_images: _Optional[int] = ..., to: _Optional[str] = ..., plan: _Optional[str] = ..., month_images: _Optional[int] = ..., month_limit_images: _Optional[int] = ..., **kwargs) -> None: ...
+    latency_p50_ms: float
+    latency_p95_ms: float
+    skills: _containers.RepeatedCompositeFieldContainer[ReportRow]
+    def __init__(self, requests: _Optional[int] = ..., images: _Optional[int] = ..., input_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., cost_minor_units: _Optional[int] = ..., currency: _Optional[str] = ..., billable_images: _Optional[int] = ..., to: _Optional[str] = ..., plan: _Optional[str] = ..., month_images: _Optional[int] = ..., month_limit_images: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., skills: _Optional[_Iterable[_Union[ReportRow, _Mapping]]] = ..., **kwargs) -> None: ...
 
 class ReportRequest(_message.Message):
     __slots__ = ("caller", "group_by", "to", "tenant")

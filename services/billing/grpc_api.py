@@ -54,13 +54,15 @@ class BillingServicer(billing_pb2_grpc.BillingServiceServicer):
         tenant, now = request.caller.tenant_id, utcnow()
         start, end = default_window(parse_time(getattr(request, "from"), "from"),
                                     parse_time(request.to, "to"), now)
-        report = await self.reports.report([tenant], [], start, end)
+        report = await self.reports.report([tenant], ["skill"], start, end)
         plan = self.plans.plan_at(tenant, now)
         totals = report.totals
         return billing_pb2.UsageSummary(
             requests=totals.requests, images=totals.images, billable_images=totals.billable_images,
             input_tokens=totals.input_tokens, output_tokens=totals.output_tokens,
             cost_minor_units=totals.cost_minor_units, currency=report.currency,
+            latency_p50_ms=totals.latency_p50_ms, latency_p95_ms=totals.latency_p95_ms,
+            skills=[row_pb(row) for row in report.rows],
             plan=plan.id, month_images=await self.quotas.used(tenant, now.strftime("%Y-%m")),
             month_limit_images=plan.hard_limit_images, to=end.isoformat(), **{"from": start.isoformat()})
 

@@ -185,7 +185,9 @@ class BillingClient:
         return s.Usage(tenant_id=who.tenant_id, start=getattr(r, "from"), end=r.to, requests=r.requests,
                        images=r.images, billable_images=r.billable_images, input_tokens=r.input_tokens,
                        output_tokens=r.output_tokens, cost_minor_units=r.cost_minor_units, currency=r.currency,
-                       plan=r.plan, month_images=r.month_images, month_limit_images=r.month_limit_images)
+                       plan=r.plan, month_images=r.month_images, month_limit_images=r.month_limit_images,
+                       latency_p50_ms=r.latency_p50_ms, latency_p95_ms=r.latency_p95_ms,
+                       skills=[row_out(x) for x in r.skills])
 
     async def report(self, who: Principal, group_by: list[str], start: str, end: str, tenant: str) -> s.Report:
         r = await self.stub.Report(billing_pb2.ReportRequest(caller=to_caller(who), group_by=group_by, to=end,

@@ -131,6 +131,10 @@ async def test_reports_scopes_isolation_csv_quote_quota_and_webhook(site: Site) 
         assert (quote["plan"], quote["total_minor_units"], quote["within_limit"]) == ("hand", 31, True)
         usage_now = (await fin.get("/v1/usage")).json()
         assert (usage_now["requests"], usage_now["cost_minor_units"], usage_now["plan"]) == (8, 31, "hand")
+        # latencies [5, 5, 5, 10, 20, 30, 40, 50]: nearest rank p50 is the 4th, p95 the 8th
+        assert (usage_now["latency_p50_ms"], usage_now["latency_p95_ms"]) == (10.0, 50.0)
+        assert [(r["group"], r["requests"], r["cost_minor_units"], r["latency_p50_ms"]) for r in usage_now[
+            "skills"]] == [({"skill": "caption"}, 5, 10, 30.0), ({"skill": "query"}, 3, 21, 5.0)]
         # the SDK: same figures
         sdk = DreamForge(api_key=a_fin["Authorization"].split()[1], base_url=site.url)
         try:

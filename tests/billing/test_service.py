@@ -76,6 +76,11 @@ async def test_hand_computed_month_priced_reported_quoted_and_metered_once(
         assert (totals.latency_p50_ms, totals.latency_p95_ms) == (40.0, 102.0)
         plain = (await report()).totals
         assert (plain.latency_p50_ms, plain.latency_p95_ms, plain.cost_minor_units) == (40.0, 102.0, 53)
+        summary = await stub.GetUsage(billing_pb2.GetUsageRequest(caller=caller("t_a")))
+        assert (summary.requests, summary.cost_minor_units, summary.latency_p50_ms, summary.latency_p95_ms) == (
+            9, 53, 40.0, 102.0)
+        assert [(r.group["skill"], r.cost_minor_units, r.latency_p95_ms) for r in summary.skills] == [
+            ("caption", 10, 50.0), ("detect", 22, 7.0), ("query", 21, 102.0)]
         quote = await stub.Quote(billing_pb2.QuoteRequest(caller=caller("t_a"), plan="hand",
                                                           images_per_month={"caption": 5, "query": 3, "detect": 2}))
         assert quote.total_minor_units == 53

@@ -37,6 +37,10 @@ class Usage(msgspec.Struct):
     plan: str = ""
     month_images: Annotated[int, msgspec.Meta(description="Images this calendar month (what the quota counts)")] = 0
     month_limit_images: Annotated[int, msgspec.Meta(description="The plan's monthly hard limit; 0 = none")] = 0
+    latency_p50_ms: Annotated[float, msgspec.Meta(description="Over the window's requests, timed at the gateway")] = 0.0
+    latency_p95_ms: float = 0.0
+    skills: Annotated[list[ReportRow], msgspec.Meta(
+        description="The same figures per skill (`group`: {\"skill\": ...}), by skill name")] = []
 
 
 class ReportRow(msgspec.Struct):
