@@ -26,21 +26,33 @@ from dreamforge.v1 import registry_pb2 as dreamforge_dot_v1_dot_registry__pb2
 from dreamforge.v1 import inference_pb2 as dreamforge_dot_v1_dot_inference__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64reamforge/v1/gateway.proto\x12\rdreamforge.v1\x1a\x1c\x64reamforge/v1/registry.proto\x1a\x1d\x64reamforge/v1/inference.proto\"\x0f\n\rWhoAmIRequest\"C\n\x0eWhoAmIResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\"@\n\x17PublicListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"&\n\x15PublicGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t2\x94\x05\n\x0eGatewayService\x12\x45\n\x06WhoAmI\x12\x1c.dreamforge.v1.WhoAmIRequest\x1a\x1d.dreamforge.v1.WhoAmIResponse\x12W\n\nListModels\x12&.dreamforge.v1.PublicListModelsRequest\x1a!.dreamforge.v1.ListModelsResponse\x12\x46\n\x08GetModel\x12$.dreamforge.v1.PublicGetModelRequest\x1a\x14.dreamforge.v1.Model\x12\x46\n\x07\x43\x61ption\x12\x1d.dreamforge.v1.CaptionRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x05Query\x12\x1b.dreamforge.v1.QueryRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x44\n\x06\x44\x65tect\x12\x1c.dreamforge.v1.DetectRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x05Point\x12\x1b.dreamforge.v1.PointRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12@\n\x04\x43hat\x12\x1a.dreamforge.v1.ChatRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x06Stream\x12\x1c.dreamforge.v1.StreamRequest\x1a\x18.dreamforge.v1.TextChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64reamforge/v1/gateway.proto\x12\rdreamforge.v1\x1a\x1c\x64reamforge/v1/registry.proto\x1a\x1d\x64reamforge/v1/inference.proto\"\xd2\x01\n\tBatchCall\x12\x30\n\x07\x63\x61ption\x18\x01 \x01(\x0b\x32\x1d.dreamforge.v1.CaptionRequestH\x00\x12,\n\x05query\x18\x02 \x01(\x0b\x32\x1b.dreamforge.v1.QueryRequestH\x00\x12.\n\x06\x64\x65tect\x18\x03 \x01(\x0b\x32\x1c.dreamforge.v1.DetectRequestH\x00\x12,\n\x05point\x18\x04 \x01(\x0b\x32\x1b.dreamforge.v1.PointRequestH\x00\x42\x07\n\x05skill\"K\n\x0c\x42\x61tchRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\'\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x18.dreamforge.v1.BatchCall\"\\\n\x0e\x43ompareRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32\x18.dreamforge.v1.BatchCall\x12\x0e\n\x06models\x18\x03 \x03(\t\"*\n\tCallError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x9c\x01\n\x0b\x42\x61tchResult\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\treference\x18\x02 \x01(\t\x12\x30\n\x08response\x18\x03 \x01(\x0b\x32\x1c.dreamforge.v1.SkillResponseH\x00\x12)\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x18.dreamforge.v1.CallErrorH\x00\x42\t\n\x07outcome\"P\n\rBatchResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x07results\x18\x02 \x03(\x0b\x32\x1a.dreamforge.v1.BatchResult\"\x0f\n\rWhoAmIRequest\"C\n\x0eWhoAmIResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06scopes\x18\x03 \x03(\t\"@\n\x17PublicListModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"&\n\x15PublicGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t2\xa0\x06\n\x0eGatewayService\x12\x45\n\x06WhoAmI\x12\x1c.dreamforge.v1.WhoAmIRequest\x1a\x1d.dreamforge.v1.WhoAmIResponse\x12W\n\nListModels\x12&.dreamforge.v1.PublicListModelsRequest\x1a!.dreamforge.v1.ListModelsResponse\x12\x46\n\x08GetModel\x12$.dreamforge.v1.PublicGetModelRequest\x1a\x14.dreamforge.v1.Model\x12\x46\n\x07\x43\x61ption\x12\x1d.dreamforge.v1.CaptionRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x05Query\x12\x1b.dreamforge.v1.QueryRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x44\n\x06\x44\x65tect\x12\x1c.dreamforge.v1.DetectRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x05Point\x12\x1b.dreamforge.v1.PointRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12@\n\x04\x43hat\x12\x1a.dreamforge.v1.ChatRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x06Stream\x12\x1c.dreamforge.v1.StreamRequest\x1a\x18.dreamforge.v1.TextChunk0\x01\x12\x42\n\x05\x42\x61tch\x12\x1b.dreamforge.v1.BatchRequest\x1a\x1c.dreamforge.v1.BatchResponse\x12\x46\n\x07\x43ompare\x12\x1d.dreamforge.v1.CompareRequest\x1a\x1c.dreamforge.v1.BatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dreamforge.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WHOAMIREQUEST']._serialized_start=107
-  _globals['_WHOAMIREQUEST']._serialized_end=122
-  _globals['_WHOAMIRESPONSE']._serialized_start=124
-  _globals['_WHOAMIRESPONSE']._serialized_end=191
-  _globals['_PUBLICLISTMODELSREQUEST']._serialized_start=193
-  _globals['_PUBLICLISTMODELSREQUEST']._serialized_end=257
-  _globals['_PUBLICGETMODELREQUEST']._serialized_start=259
-  _globals['_PUBLICGETMODELREQUEST']._serialized_end=297
-  _globals['_GATEWAYSERVICE']._serialized_start=300
-  _globals['_GATEWAYSERVICE']._serialized_end=960
+  _globals['_BATCHCALL']._serialized_start=108
+  _globals['_BATCHCALL']._serialized_end=318
+  _globals['_BATCHREQUEST']._serialized_start=320
+  _globals['_BATCHREQUEST']._serialized_end=395
+  _globals['_COMPAREREQUEST']._serialized_start=397
+  _globals['_COMPAREREQUEST']._serialized_end=489
+  _globals['_CALLERROR']._serialized_start=491
+  _globals['_CALLERROR']._serialized_end=533
+  _globals['_BATCHRESULT']._serialized_start=536
+  _globals['_BATCHRESULT']._serialized_end=692
+  _globals['_BATCHRESPONSE']._serialized_start=694
+  _globals['_BATCHRESPONSE']._serialized_end=774
+  _globals['_WHOAMIREQUEST']._serialized_start=776
+  _globals['_WHOAMIREQUEST']._serialized_end=791
+  _globals['_WHOAMIRESPONSE']._serialized_start=793
+  _globals['_WHOAMIRESPONSE']._serialized_end=860
+  _globals['_PUBLICLISTMODELSREQUEST']._serialized_start=862
+  _globals['_PUBLICLISTMODELSREQUEST']._serialized_end=926
+  _globals['_PUBLICGETMODELREQUEST']._serialized_start=928
+  _globals['_PUBLICGETMODELREQUEST']._serialized_end=966
+  _globals['_GATEWAYSERVICE']._serialized_start=969
+  _globals['_GATEWAYSERVICE']._serialized_end=1769
 # @@protoc_insertion_point(module_scope)

@@ -86,6 +86,16 @@ class GatewayServiceStub:
                 request_serializer=dreamforge_dot_v1_dot_inference__pb2.StreamRequest.SerializeToString,
                 response_deserializer=dreamforge_dot_v1_dot_inference__pb2.TextChunk.FromString,
                 _registered_method=True)
+        self.Batch = channel.unary_unary(
+                '/dreamforge.v1.GatewayService/Batch',
+                request_serializer=dreamforge_dot_v1_dot_gateway__pb2.BatchRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_gateway__pb2.BatchResponse.FromString,
+                _registered_method=True)
+        self.Compare = channel.unary_unary(
+                '/dreamforge.v1.GatewayService/Compare',
+                request_serializer=dreamforge_dot_v1_dot_gateway__pb2.CompareRequest.SerializeToString,
+                response_deserializer=dreamforge_dot_v1_dot_gateway__pb2.BatchResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -152,6 +162,24 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Batch(self, request, context):
+        """Up to 16 calls at once (the REST API's /v1/batch). Each result's request id is
+        `<request id>.<index>`; a call that fails is a result with `error` while the others still
+        answer. An input error (image, question, object) fails the whole request with
+        INVALID_ARGUMENT naming the call, e.g. `calls[2].detect.object`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Compare(self, request, context):
+        """One call on up to 8 models or versions, side by side (the REST API's /v1/compare); the
+        call's own `model` is not used. Results come in the order of `models`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -199,6 +227,16 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=dreamforge_dot_v1_dot_inference__pb2.StreamRequest.FromString,
                     response_serializer=dreamforge_dot_v1_dot_inference__pb2.TextChunk.SerializeToString,
+            ),
+            'Batch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Batch,
+                    request_deserializer=dreamforge_dot_v1_dot_gateway__pb2.BatchRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_gateway__pb2.BatchResponse.SerializeToString,
+            ),
+            'Compare': grpc.unary_unary_rpc_method_handler(
+                    servicer.Compare,
+                    request_deserializer=dreamforge_dot_v1_dot_gateway__pb2.CompareRequest.FromString,
+                    response_serializer=dreamforge_dot_v1_dot_gateway__pb2.BatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -449,6 +487,60 @@ class GatewayService:
             '/dreamforge.v1.GatewayService/Stream',
             dreamforge_dot_v1_dot_inference__pb2.StreamRequest.SerializeToString,
             dreamforge_dot_v1_dot_inference__pb2.TextChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Batch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.GatewayService/Batch',
+            dreamforge_dot_v1_dot_gateway__pb2.BatchRequest.SerializeToString,
+            dreamforge_dot_v1_dot_gateway__pb2.BatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Compare(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dreamforge.v1.GatewayService/Compare',
+            dreamforge_dot_v1_dot_gateway__pb2.CompareRequest.SerializeToString,
+            dreamforge_dot_v1_dot_gateway__pb2.BatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,20 +6,22 @@ The same per-key rate limit as HTTP applies. Skill calls go through the same
 `SkillService` as REST: images and texts are checked first (INVALID_ARGUMENT naming the
 field), every call carries a request id (the request's, else metadata `x-request-id`,
 else a new one; sent back as `x-request-id` metadata). Backend gRPC errors pass through
-with their code and message.
+with their code and message; in `Batch` and `Compare` (REST's /v1/batch and /v1/compare)
+each call's error is its result, as `CallError`, and the other calls still answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
-from dreamforge.grpcio import ServiceError
+from dreamforge.grpcio import InvalidArgument, ServiceError
 from dreamforge.v1 import (
     common_pb2,
     gateway_pb2,
@@ -33,9 +35,22 @@ from services.gateway.auth import to_caller
 from services.gateway.keys import KeyStore, Principal, Unauthenticated
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.request_ids import new_request_id
-from services.gateway.skills import QuotaCheck, Skill, SkillCall, SkillService, call_from_message, request_id_or
+from services.gateway.skills import (
+    MAX_BATCH_CALLS,
+    MAX_COMPARE_MODELS,
+    Outcome,
+    QuotaCheck,
+    Skill,
+    SkillCall,
+    SkillService,
+    call_from_message,
+    check_model,
+    message,
+    request_id_or,
+)
 
 log = logging.getLogger("dreamforge.gateway.grpc")
+_T = TypeVar("_T")
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
@@ -107,14 +122,22 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return request_id_or(getattr(request, "request_id", ""),
                              request_id_or(metadata.get("x-request-id", ""), new_request_id()))
 
-    async def _call(self, skill: Skill, request: Message, context: grpc.aio.ServicerContext) -> SkillCall:
+    async def _send_request_id(self, request: Message, context: grpc.aio.ServicerContext) -> str:
         request_id = self._request_id(request, context)
         await context.send_initial_metadata((("x-request-id", request_id),))
+        return request_id
+
+    async def _checked(self, context: grpc.aio.ServicerContext, build: Callable[[], _T]) -> _T:
+        """`build()` (which decodes images) in a worker thread; its InvalidArgument ends the call."""
         try:
-            return await asyncio.to_thread(call_from_message, skill, request, request_id)
+            return await asyncio.to_thread(build)
         except ServiceError as exc:
             await context.abort(exc.code, str(exc))
             raise  # unreachable: abort raises
+
+    async def _call(self, skill: Skill, request: Message, context: grpc.aio.ServicerContext) -> SkillCall:
+        request_id = await self._send_request_id(request, context)
+        return await self._checked(context, lambda: call_from_message(skill, request, request_id))
 
     async def _skill(self, skill: Skill, request: Message,
                      context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
@@ -169,3 +192,60 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def Batch(self, request: gateway_pb2.BatchRequest,
+                    context: grpc.aio.ServicerContext) -> gateway_pb2.BatchResponse:
+        who = await self._principal(context, "app")
+        request_id = await self._send_request_id(request, context)
+        if not 1 <= len(request.calls) <= MAX_BATCH_CALLS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request field `calls`: send 1-{MAX_BATCH_CALLS} "
+                                                                  f"calls (got {len(request.calls)})")
+
+        def build() -> list[SkillCall]:
+            calls = []
+            for i, item in enumerate(request.calls):
+                skill, inner = unary_call(item, f"calls[{i}]")
+                calls.append(call_from_message(skill, inner, f"{request_id}.{i}", f"calls[{i}].{skill}."))
+            return calls
+
+        calls = await self._checked(context, build)
+        return batch_response(request_id, await self.skills.run_many(to_caller(who), calls))
+
+    async def Compare(self, request: gateway_pb2.CompareRequest,
+                      context: grpc.aio.ServicerContext) -> gateway_pb2.BatchResponse:
+        who = await self._principal(context, "app")
+        request_id = await self._send_request_id(request, context)
+        if not 1 <= len(request.models) <= MAX_COMPARE_MODELS:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request field `models`: name 1-{MAX_COMPARE_MODELS}"
+                                                                  f" models (got {len(request.models)})")
+
+        def build() -> list[SkillCall]:
+            skill, inner = unary_call(request.call, "call")
+            checked = call_from_message(skill, inner, request_id, f"call.{skill}.")  # the image is decoded once
+            return [replace(checked, request_id=f"{request_id}.{i}", model=check_model(model, message(f"models[{i}]")))
+                    for i, model in enumerate(request.models)]
+
+        calls = await self._checked(context, build)
+        return batch_response(request_id, await self.skills.run_many(to_caller(who), calls))
+
+
+def unary_call(item: gateway_pb2.BatchCall, label: str) -> tuple[Skill, Message]:
+    """The skill and request message a `BatchCall` holds; InvalidArgument naming `label` when it holds none."""
+    skill = item.WhichOneof("skill")
+    if skill is None:
+        raise InvalidArgument(f"{message(label)}: set one of caption, query, detect or point")
+    return skill, getattr(item, skill)  # type: ignore[return-value]
+
+
+def batch_response(request_id: str, outcomes: list[Outcome]) -> gateway_pb2.BatchResponse:
+    """Each outcome as its answer or its `CallError`, in order."""
+    results = []
+    for outcome in outcomes:
+        failure, reference = outcome.failure, outcome.call.model
+        if failure is not None:
+            error = gateway_pb2.CallError(code=failure.grpc_code.value[0], message=failure.message)
+            results.append(gateway_pb2.BatchResult(request_id=failure.request_id, reference=reference, error=error))
+        else:
+            results.append(gateway_pb2.BatchResult(request_id=outcome.call.request_id, reference=reference,
+                                                   response=outcome.response))
+    return gateway_pb2.BatchResponse(request_id=request_id, results=results)

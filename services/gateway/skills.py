@@ -109,6 +109,7 @@ class SkillFailure:
     status: int
     code: str
     message: str
+    grpc_code: grpc.StatusCode = grpc.StatusCode.UNKNOWN  # what the gRPC front reports
 
 
 @dataclass
@@ -247,25 +248,29 @@ def check_turns(turns: Sequence[ChatTurn], label: str, max_tokens: int = 0, temp
         raise InvalidArgument(f"temperature must be 0-2, got {temperature}")
 
 
-def call_from_message(skill: Skill, request: Any, request_id: str) -> SkillCall:
-    """A checked SkillCall from an InferenceService request message (the gRPC front), fields named as in proto."""
-    model = check_model(request.model.reference, message("model.reference"))
+def call_from_message(skill: Skill, request: Any, request_id: str, prefix: str = "") -> SkillCall:
+    """A checked SkillCall from an InferenceService request message (the gRPC front), fields named as in
+    proto; `prefix` is the path of the message inside a batch, e.g. `calls[2].detect.`."""
+    def field(name: str) -> str:
+        return message(prefix + name)
+
+    model = check_model(request.model.reference, field("model.reference"))
     if skill == "chat":
         turns = tuple(ChatTurn(role=m.role, text=m.text,
-                               images=tuple(check_image_bytes(img.data, message(f"messages[{i}].images[{j}].data"))
+                               images=tuple(check_image_bytes(img.data, field(f"messages[{i}].images[{j}].data"))
                                             for j, img in enumerate(m.images)))
                       for i, m in enumerate(request.messages))
-        check_turns(turns, message("messages"), request.max_tokens, request.temperature)
+        check_turns(turns, field("messages"), request.max_tokens, request.temperature)
         return SkillCall("chat", request_id, model, messages=turns, max_tokens=request.max_tokens,
                          temperature=request.temperature)
-    image = check_image_bytes(request.image.data, message("image.data"))
+    image = check_image_bytes(request.image.data, field("image.data"))
     if skill == "caption":
         return SkillCall("caption", request_id, model, image=image, length=caption_length(request.length,
-                                                                                         message("length")))
+                                                                                         field("length")))
     if skill == "query":
         return SkillCall("query", request_id, model, image=image, question=question_text(request.question,
-                                                                                        message("question")))
-    return SkillCall(skill, request_id, model, image=image, object=object_text(request.object, message("object")))
+                                                                                        field("question")))
+    return SkillCall(skill, request_id, model, image=image, object=object_text(request.object, field("object")))
 
 
 # -- gRPC -------------------------------------------------------------------------------------
@@ -307,7 +312,7 @@ def failure_of(request_id: str, exc: Exception) -> SkillFailure:
         code, message = exc.code, str(exc)
     else:
         raise exc
-    return SkillFailure(request_id, *http_failure(code, message))
+    return SkillFailure(request_id, *http_failure(code, message), grpc_code=code)
 
 
 class QuotaCheck(Protocol):

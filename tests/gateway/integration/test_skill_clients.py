@@ -22,7 +22,7 @@ import pytest
 from dreamforge.client import DreamForge, DreamForgeError
 from dreamforge.grpcio import channel
 from dreamforge.images import encode_png, to_data_url
-from dreamforge.v1 import gateway_pb2_grpc, inference_pb2
+from dreamforge.v1 import gateway_pb2, gateway_pb2_grpc, inference_pb2
 from dreamforge.world import get_sample
 from tests.gateway.conftest import Account, Stack
 
@@ -183,7 +183,8 @@ def cli_session(base_url: str, key: str, path: Path, question: str, obj: str) ->
     }
 
 
-async def test_the_cli_analyzes_an_image(stack: Stack, app_key: Account, tmp_path: Path) -> None:
+async def test_the_cli_analyzes_an_image(stack: Stack, tmp_path: Path) -> None:
+    app_key = await stack.account(scopes=("app",))  # its own key: the module's shares one rate limit
     sample = get_sample("test", 3)
     path = tmp_path / "shapes.png"
     path.write_bytes(encode_png(sample.image))
@@ -229,6 +230,59 @@ async def test_grpc_front_serves_skills_and_streams_with_request_ids(stack: Stac
             await stub.Detect(inference_pb2.DetectRequest(image=image, object="x", model=inference_pb2.Target(
                 reference="no-such-model")), metadata=metadata)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_grpc_front_batch_and_compare(stack: Stack) -> None:
+    app_key = await stack.account(scopes=("app",))  # its own key: the module's shares one rate limit
+    sample = get_sample("test", 4)
+    image = inference_pb2.Image(data=encode_png(sample.image))
+    target = next(o for o in sample.objects if [p.name for p in sample.objects].count(o.name) == 1)
+    question = next(q for q in sample.questions() if q.qtype == "colour")
+    metadata = (("authorization", f"Bearer {app_key.key}"),)
+    detect = gateway_pb2.BatchCall(detect=inference_pb2.DetectRequest(image=image, object=target.name))
+    query = gateway_pb2.BatchCall(query=inference_pb2.QueryRequest(image=image, question=question.question))
+    elsewhere = gateway_pb2.BatchCall(caption=inference_pb2.CaptionRequest(
+        image=image, length="short", model=inference_pb2.Target(reference="no-such-model")))
+    async with channel(stack.grpc_target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        alone = await stub.Query(inference_pb2.QueryRequest(image=image, question=question.question),
+                                 metadata=metadata)
+        batch = await stub.Batch(gateway_pb2.BatchRequest(request_id="grpc-batch", calls=[detect, query, elsewhere]),
+                                 metadata=metadata)
+        compared = await stub.Compare(gateway_pb2.CompareRequest(call=query, models=["default", "no-such-model"]),
+                                      metadata=metadata)
+
+        async def refused(call: Any, request: Any) -> grpc.aio.AioRpcError:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(request, metadata=metadata)
+            return info.value
+
+        blank_object = gateway_pb2.BatchCall(detect=inference_pb2.DetectRequest(image=image, object=" "))
+        bad_input = await refused(stub.Batch, gateway_pb2.BatchRequest(calls=[query, blank_object]))
+        empty = await refused(stub.Batch, gateway_pb2.BatchRequest())
+        too_many = await refused(stub.Batch, gateway_pb2.BatchRequest(calls=[query] * 17))
+        no_call = await refused(stub.Compare, gateway_pb2.CompareRequest(models=["default"]))
+
+    assert batch.request_id == "grpc-batch"
+    assert [r.request_id for r in batch.results] == ["grpc-batch.0", "grpc-batch.1", "grpc-batch.2"]
+    assert [r.WhichOneof("outcome") for r in batch.results] == ["response", "response", "error"]
+    found = [{k: getattr(box, k) for k in ("x_min", "y_min", "x_max", "y_max")}
+             for box in batch.results[0].response.objects]
+    assert all(well_formed_box(b) for b in found), found
+    assert batch.results[1].response.text == alone.text  # the same call, batched or alone (greedy)
+    assert batch.results[2].reference == "no-such-model"
+    assert batch.results[2].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert "no-such-model" in batch.results[2].error.message
+    assert [r.reference for r in compared.results] == ["default", "no-such-model"]
+    assert compared.results[0].response.text == alone.text
+    assert compared.results[0].request_id == f"{compared.request_id}.0"
+    assert compared.results[1].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+    for error, named in ((bad_input, "`calls[1].detect.object`"), (empty, "`calls`"), (too_many, "got 17"),
+                         (no_call, "`call`")):
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT and named in (error.details() or ""), error
+    if stack.model.trained:
+        assert any(iou(b, target.box) >= 0.5 for b in found), (target, found)
+        assert normalise(alone.text) == normalise(question.answer), (question, alone.text)
 
 
 # -- correctness, with the trained default model --------------------------------------------------
