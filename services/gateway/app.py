@@ -46,6 +46,7 @@ from services.gateway.routes.tuning import TuningClient, TuningController
 from services.gateway.settings import GatewaySettings
 from services.gateway.skills import SkillService
 from services.gateway.trainer_client import TrainerClient
+from services.gateway.uploads import UploadMiddleware
 
 T = TypeVar("T")
 
@@ -104,7 +105,8 @@ def create_app(deps: GatewayDeps) -> Litestar:
                         *SKILL_ROUTES, chat_completions, *BILLING_ROUTES, TrainingController, training_stream,
                         TuningController, FeedbackController, *RATER_ROUTES, *REWARD_ROUTES],
         dependencies=dependencies,
-        middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter())],
+        middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter()),
+                    UploadMiddleware(settings.max_body_bytes)],
         exception_handlers={**EXCEPTION_HANDLERS, QuotaExceeded: quota_exceeded},
         plugins=[DocumentErrors(), ClosedStructs()],
         before_send=[add_request_id_header],

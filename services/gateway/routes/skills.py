@@ -40,6 +40,7 @@ from services.gateway.skills import (
     question_text,
 )
 from services.gateway.sse import MOONDREAM_EVENTS, SSE_HEADERS, moondream_events
+from services.gateway.uploads import UPLOAD_TEXT, upload_operation
 
 APP = [requires("app")]
 #: Every status a backend (inference, via the registry) failure can become, documented on each skill route.
@@ -64,6 +65,7 @@ def streaming_operation(events: Schema) -> type[Operation]:
 
 
 MoondreamStream = streaming_operation(MOONDREAM_EVENTS)
+DESCRIPTION = f"{LIMITS_TEXT} {UPLOAD_TEXT}"
 
 
 def served(response: Any) -> dict[str, Any]:
@@ -111,8 +113,8 @@ async def _stream_or_run(skills: SkillService, principal: Principal, call: Skill
 
 
 @post("/v1/caption", operation_id="caption", summary="Caption an image (Moondream-compatible)", tags=["skills"],
-      status_code=200, guards=APP, security=SECURITY, responses=BACKEND_ERRORS, operation_class=MoondreamStream,
-      description=f"{LIMITS_TEXT} {SSE_DESCRIPTION}")
+      status_code=200, guards=APP, security=SECURITY, responses=BACKEND_ERRORS,
+      operation_class=upload_operation("/v1/caption", MoondreamStream), description=f"{DESCRIPTION} {SSE_DESCRIPTION}")
 async def caption(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
                   data: s.CaptionRequest) -> Response[s.CaptionResponse]:
     call = SkillCall("caption", ensure_request_id(request.scope), model_reference(data.model),
@@ -125,7 +127,7 @@ async def caption(request: Request[Any, Any, Any], principal: Principal, skills:
 
 @post("/v1/query", operation_id="query", summary="Answer a question about an image (Moondream-compatible)",
       tags=["skills"], status_code=200, guards=APP, security=SECURITY, responses=BACKEND_ERRORS,
-      operation_class=MoondreamStream, description=f"{LIMITS_TEXT} {SSE_DESCRIPTION}")
+      operation_class=upload_operation("/v1/query", MoondreamStream), description=f"{DESCRIPTION} {SSE_DESCRIPTION}")
 async def query(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
                 data: s.QueryRequest) -> Response[s.QueryResponse]:
     image = await image_bytes_async(data.image_url, body("image_url"))
@@ -139,7 +141,8 @@ async def query(request: Request[Any, Any, Any], principal: Principal, skills: S
 
 @post("/v1/detect", operation_id="detect", summary="Bounding boxes of an object in an image (Moondream-compatible)",
       tags=["skills"], status_code=200, guards=APP, security=SECURITY, responses=BACKEND_ERRORS,
-      description=f"{LIMITS_TEXT} Boxes are normalised to [0, 1] (origin top-left).")
+      operation_class=upload_operation("/v1/detect"),
+      description=f"{DESCRIPTION} Boxes are normalised to [0, 1] (origin top-left).")
 async def detect(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
                  data: s.DetectRequest) -> s.DetectResponse:
     image = await image_bytes_async(data.image_url, body("image_url"))
@@ -151,7 +154,8 @@ async def detect(request: Request[Any, Any, Any], principal: Principal, skills: 
 
 @post("/v1/point", operation_id="point", summary="Centre points of an object in an image (Moondream-compatible)",
       tags=["skills"], status_code=200, guards=APP, security=SECURITY, responses=BACKEND_ERRORS,
-      description=f"{LIMITS_TEXT} Points are normalised to [0, 1] (origin top-left).")
+      operation_class=upload_operation("/v1/point"),
+      description=f"{DESCRIPTION} Points are normalised to [0, 1] (origin top-left).")
 async def point(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
                 data: s.PointRequest) -> s.PointResponse:
     image = await image_bytes_async(data.image_url, body("image_url"))
