@@ -1,6 +1,7 @@
 """The `dreamforge` command: start the platform and manage it from a terminal.
 
     dreamforge up                                   # the whole platform, Ctrl-C stops it
+    dreamforge sample photo.png                     # an image the default model knows, with its truth
     dreamforge analyze photo.png query "How many circles?" [--model shapes@staging] [--stream]
     dreamforge keys create --tenant acme --scope app
     dreamforge models list | promote NAME VERSION | rollback NAME
@@ -200,6 +201,27 @@ def deploy(ctx: click.Context, model: str, version: int, name: str) -> None:
 
 
 # -- skills -----------------------------------------------------------------------------
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False, writable=True))
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True)
+@click.option("--index", type=click.IntRange(min=0), default=3, show_default=True)
+def sample(out: str, split: str, index: int) -> None:
+    """Write an image of the default model's synthetic world to OUT (PNG), with its ground truth as JSON.
+
+    The default model knows only this world of coloured shapes, so these are the images to try it on
+    (`dreamforge analyze OUT query "what colour is the circle?"`). Deterministic: the same split and
+    index always give the same image.
+    """
+    from dreamforge.world import get_sample
+
+    shot = get_sample(split, index)
+    shot.image.save(out, format="PNG")
+    _print({"image": out, "split": split, "index": index, "caption": shot.caption(),
+            "objects": [{"name": o.name, "size": o.size, "box": [round(v, 4) for v in o.box],
+                         "centre": [round(v, 4) for v in o.centre]} for o in shot.objects],
+            "questions": [{"question": q.question, "answer": q.answer} for q in shot.questions()[:6]]})
+
+
 SKILL_TEXT = {"query": "question", "detect": "object", "point": "object"}
 
 
