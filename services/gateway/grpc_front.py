@@ -193,40 +193,37 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             if aclose is not None:
                 await aclose()
 
-    async def Batch(self, request: gateway_pb2.BatchRequest,
-                    context: grpc.aio.ServicerContext) -> gateway_pb2.BatchResponse:
+    async def _run_many(self, request: Message, context: grpc.aio.ServicerContext, field: str, count: int,
+                        limit: int, build: Callable[[str], list[SkillCall]]) -> gateway_pb2.BatchResponse:
+        """Batch and Compare: `build(request_id)` makes the checked calls, which run at once."""
         who = await self._principal(context, "app")
         request_id = await self._send_request_id(request, context)
-        if not 1 <= len(request.calls) <= MAX_BATCH_CALLS:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request field `calls`: send 1-{MAX_BATCH_CALLS} "
-                                                                  f"calls (got {len(request.calls)})")
+        if not 1 <= count <= limit:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request field `{field}`: send 1-{limit} (got {count})")
+        calls = await self._checked(context, lambda: build(request_id))
+        return batch_response(request_id, await self.skills.run_many(to_caller(who), calls))
 
-        def build() -> list[SkillCall]:
+    async def Batch(self, request: gateway_pb2.BatchRequest,
+                    context: grpc.aio.ServicerContext) -> gateway_pb2.BatchResponse:
+        def build(request_id: str) -> list[SkillCall]:
             calls = []
             for i, item in enumerate(request.calls):
                 skill, inner = unary_call(item, f"calls[{i}]")
                 calls.append(call_from_message(skill, inner, f"{request_id}.{i}", f"calls[{i}].{skill}."))
             return calls
 
-        calls = await self._checked(context, build)
-        return batch_response(request_id, await self.skills.run_many(to_caller(who), calls))
+        return await self._run_many(request, context, "calls", len(request.calls), MAX_BATCH_CALLS, build)
 
     async def Compare(self, request: gateway_pb2.CompareRequest,
                       context: grpc.aio.ServicerContext) -> gateway_pb2.BatchResponse:
-        who = await self._principal(context, "app")
-        request_id = await self._send_request_id(request, context)
-        if not 1 <= len(request.models) <= MAX_COMPARE_MODELS:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request field `models`: name 1-{MAX_COMPARE_MODELS}"
-                                                                  f" models (got {len(request.models)})")
-
-        def build() -> list[SkillCall]:
+        def build(request_id: str) -> list[SkillCall]:
             skill, inner = unary_call(request.call, "call")
             checked = call_from_message(skill, inner, request_id, f"call.{skill}.")  # the image is decoded once
             return [replace(checked, request_id=f"{request_id}.{i}", model=check_model(model, message(f"models[{i}]")))
                     for i, model in enumerate(request.models)]
 
-        calls = await self._checked(context, build)
-        return batch_response(request_id, await self.skills.run_many(to_caller(who), calls))
+        return await self._run_many(request, context, "models", len(request.models), MAX_COMPARE_MODELS, build)
 
 
 def unary_call(item: gateway_pb2.BatchCall, label: str) -> tuple[Skill, Message]:
