@@ -20,6 +20,7 @@ from dreamforge.v1 import common_pb2, registry_pb2, registry_pb2_grpc
 from services.gateway.auth import to_caller
 from services.gateway.keys import Principal
 from services.gateway.schemas import models as s
+from services.gateway.skills import DEFAULT_MODEL
 
 
 def _time(ts: Timestamp) -> datetime | None:
@@ -75,7 +76,11 @@ class RegistryClient:
     async def list_models(self, who: Principal, page_size: int, page_token: str, tag: str) -> s.ModelList:
         reply = await self.stub.ListModels(registry_pb2.ListModelsRequest(
             caller=to_caller(who), page=_page(page_size, page_token), tag=tag), timeout=self.timeout_s)
-        return s.ModelList([model_out(m) for m in reply.models], reply.page.next_page_token)
+        models = [model_out(m) for m in reply.models]
+        listed = [s.OpenAIModel(DEFAULT_MODEL, 0, "dreamforge")] if not page_token else []
+        listed += [s.OpenAIModel(m.name, int(m.created_at.timestamp()) if m.created_at else 0, m.tenant_id)
+                      for m in models]
+        return s.ModelList(models, reply.page.next_page_token, data=listed)
 
     async def get_model(self, who: Principal, model: str) -> s.ModelOut:
         reply = await self.stub.GetModel(registry_pb2.GetModelRequest(caller=to_caller(who), model=model),

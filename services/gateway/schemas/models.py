@@ -42,9 +42,22 @@ class ModelOut(msgspec.Struct):
     latest_version: int
 
 
+class OpenAIModel(msgspec.Struct):
+    """A model as OpenAI's `GET /v1/models` lists it: `id` is what `model` takes in a skill or chat call."""
+
+    id: str
+    created: int
+    owned_by: str
+    object: str = "model"
+
+
 class ModelList(msgspec.Struct):
     models: list[ModelOut]
     next_page_token: str
+    object: str = "list"
+    data: Annotated[list[OpenAIModel], msgspec.Meta(
+        description="The same page in OpenAI's shape (`default` first on the first page), so OpenAI clients and "
+                    "tools can list the models that chat completions take")] = []
 
 
 class CreateVersion(msgspec.Struct, forbid_unknown_fields=True):

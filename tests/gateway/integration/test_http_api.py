@@ -117,6 +117,11 @@ async def test_a_tenant_never_sees_another_tenants_model(stack: Stack) -> None:
         assert_error(await ca.delete(f"/v1/models/{model['id']}"), 404)
         assert [m["id"] for m in (await ca.get("/v1/models")).json()["models"]] == []
         assert [m["id"] for m in (await cb.get("/v1/models")).json()["models"]] == [model["id"]]
+        # the same list in OpenAI's shape: the names a chat completion's `model` takes
+        assert [m["id"] for m in (await ca.get("/v1/models")).json()["data"]] == ["default"]
+        listed = (await cb.get("/v1/models")).json()
+        assert listed["object"] == "list" and [m["id"] for m in listed["data"]] == ["default", "secret-model"]
+        assert listed["data"][1]["owned_by"] == b.tenant_id and listed["data"][1]["created"] > 1_700_000_000
         # A may use the same name: names are per tenant
         own = await create_model(ca, "secret-model")
         assert own["id"] != model["id"] and own["tenant_id"] == a.tenant_id

@@ -95,11 +95,12 @@ def openai_session(base_url: str, key: str) -> dict[str, Any]:
     stream = client.chat.completions.create(model="default", messages=messages, max_tokens=16, temperature=0,
                                             stream=True, stream_options={"include_usage": True})
     chunks = list(stream)
+    listed = [m.id for m in client.models.list()]
     try:
         client.chat.completions.create(model="no-such-model", messages=messages)
     except openai.NotFoundError as exc:
         missing: Any = exc
-    return {"unary": unary, "chunks": chunks, "missing": missing}
+    return {"unary": unary, "chunks": chunks, "missing": missing, "listed": listed}
 
 
 async def test_the_openai_client_works_unchanged(stack: Stack, app_key: Account) -> None:
@@ -119,6 +120,7 @@ async def test_the_openai_client_works_unchanged(stack: Stack, app_key: Account)
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == unary.usage.completion_tokens
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == choice.finish_reason
     assert out["missing"].status_code == 404 and "no-such-model" in str(out["missing"])
+    assert out["listed"] == ["default"]  # client.models.list(): this tenant has no models of its own yet
 
 
 def sdk_session(base_url: str, key: str, path: Path) -> dict[str, Any]:
