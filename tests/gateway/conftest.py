@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,8 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
+from dreamforge.grpcio import channel
 from dreamforge.infra import ManagedService, free_port
 from dreamforge.runtime import ServiceRuntime
+from dreamforge.v1 import inference_pb2_grpc
+from services.gateway.app import create_app
+from services.gateway.http_server import HttpServer
 from services.gateway.main import Gateway
 from services.gateway.main import build as build_gateway
 from services.gateway.settings import GatewaySettings
@@ -148,3 +153,20 @@ async def stack(shared_nats_url: str, redis_server: ManagedService, serving_mode
                 base_url=f"http://127.0.0.1:{gateway.http.port}", grpc_target=f"127.0.0.1:{runtime.port}",
                 admin=Account(principal.tenant_id, principal.key_id, admin_key), gateway=gateway, home=home,
                 nats_url=shared_nats_url, model=serving_model)
+
+
+@contextlib.asynccontextmanager
+async def gateway_calling(stack: Stack, inference_at: str, headers: dict[str, str],
+                          **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a second gateway on `stack`'s services, except that it calls the inference service at
+    `inference_at`, with `settings` changed."""
+    async with channel(inference_at) as inference:
+        deps = dataclasses.replace(stack.gateway.deps, settings=stack.gateway.deps.settings.model_copy(update=settings),
+                                   inference=inference_pb2_grpc.InferenceServiceStub(inference))
+        http = HttpServer(create_app(deps), "127.0.0.1", 0)
+        await http.start()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", headers=headers) as client:
+                yield client
+        finally:
+            await http.stop()

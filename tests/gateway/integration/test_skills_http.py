@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import dataclasses
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -16,12 +13,9 @@ import httpx
 import pytest
 from PIL import Image
 
-from dreamforge.grpcio import channel
 from dreamforge.v1 import inference_pb2_grpc
-from services.gateway.app import create_app
-from services.gateway.http_server import HttpServer
 from services.gateway.skills import MAX_BATCH_CALLS
-from tests.gateway.conftest import Stack
+from tests.gateway.conftest import Stack, gateway_calling
 from tests.gateway.images import PNG, data_url, encoded, plain_base64
 
 SKILL_PATHS = ["/v1/caption", "/v1/query", "/v1/detect", "/v1/point", "/v1/compare", "/v1/batch",
@@ -179,23 +173,6 @@ async def test_batch_runs_mixed_calls_in_order(stack: Stack) -> None:
     assert [r["request_id"] for r in results] == [f"{reply.headers['x-request-id']}.{i}" for i in range(4)]
     assert isinstance(results[0]["caption"], str) and isinstance(results[1]["answer"], str)
     assert isinstance(results[2]["objects"], list) and results[3]["status"] == 404
-
-
-@contextlib.asynccontextmanager
-async def gateway_calling(stack: Stack, inference_at: str, headers: dict[str, str],
-                          **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of a second gateway on `stack`'s services, except that it calls the inference service at
-    `inference_at`, with `settings` changed."""
-    async with channel(inference_at) as inference:
-        deps = dataclasses.replace(stack.gateway.deps, settings=stack.gateway.deps.settings.model_copy(update=settings),
-                                   inference=inference_pb2_grpc.InferenceServiceStub(inference))
-        http = HttpServer(create_app(deps), "127.0.0.1", 0)
-        await http.start()
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", headers=headers) as client:
-                yield client
-        finally:
-            await http.stop()
 
 
 class SlowInference(inference_pb2_grpc.InferenceServiceServicer):

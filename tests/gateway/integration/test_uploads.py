@@ -12,7 +12,7 @@ import pytest
 
 from dreamforge.images import encode_png
 from dreamforge.world import get_sample
-from tests.gateway.conftest import Account, Stack
+from tests.gateway.conftest import Account, Stack, gateway_calling
 from tests.gateway.images import encoded
 
 
@@ -102,6 +102,15 @@ async def test_a_file_over_the_image_limit_is_a_400_naming_where_it_came(stack: 
     assert raw.status_code == form.status_code == 400
     assert "the request body: image is 10485763 bytes; the limit" in raw.json()["error"]["message"]
     assert "form field `image`: image is 10485763 bytes" in form.json()["error"]["message"]
+
+
+async def test_an_upload_over_the_body_limit_is_a_413_naming_it(stack: Stack, uploader: Account) -> None:
+    big = b"\x89PNG" + b"\0" * (70 * 1024)
+    async with gateway_calling(stack, "127.0.0.1:1", uploader.headers, max_body_bytes=64 * 1024) as c:
+        form = await c.post("/v1/caption", files={"image": ("big.png", big, "image/png")})
+        raw = await c.post("/v1/caption", content=big, headers={"content-type": "image/png"})
+    for reply in (form, raw):
+        assert reply.status_code == 413 and "65536 bytes" in reply.json()["error"]["message"], reply.text
 
 
 async def test_uploads_need_a_key_and_json_routes_are_untouched(stack: Stack) -> None:
