@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from dreamforge.v1 import common_pb2 as dreamforge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64reamforge/v1/inference.proto\x12\rdreamforge.v1\x1a\x1a\x64reamforge/v1/common.proto\"\x15\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x1b\n\x06Target\x12\x11\n\treference\x18\x01 \x01(\t\"\xa6\x01\n\x0e\x43\x61ptionRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.dreamforge.v1.Image\x12\x0e\n\x06length\x18\x05 \x01(\t\"\xa6\x01\n\x0cQueryRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.dreamforge.v1.Image\x12\x10\n\x08question\x18\x05 \x01(\t\"\xa5\x01\n\rDetectRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.dreamforge.v1.Image\x12\x0e\n\x06object\x18\x05 \x01(\t\"\xa4\x01\n\x0cPointRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.dreamforge.v1.Image\x12\x0e\n\x06object\x18\x05 \x01(\t\"O\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x06images\x18\x03 \x03(\x0b\x32\x14.dreamforge.v1.Image\"\xc5\x01\n\x0b\x43hatRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12,\n\x08messages\x18\x04 \x03(\x0b\x32\x1a.dreamforge.v1.ChatMessage\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x13\n\x0btemperature\x18\x06 \x01(\x01\"\xa4\x01\n\rStreamRequest\x12\x30\n\x07\x63\x61ption\x18\x01 \x01(\x0b\x32\x1d.dreamforge.v1.CaptionRequestH\x00\x12,\n\x05query\x18\x02 \x01(\x0b\x32\x1b.dreamforge.v1.QueryRequestH\x00\x12*\n\x04\x63hat\x18\x03 \x01(\x0b\x32\x1a.dreamforge.v1.ChatRequestH\x00\x42\x07\n\x05skill\"A\n\x03\x42ox\x12\r\n\x05x_min\x18\x01 \x01(\x01\x12\r\n\x05y_min\x18\x02 \x01(\x01\x12\r\n\x05x_max\x18\x03 \x01(\x01\x12\r\n\x05y_max\x18\x04 \x01(\x01\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\"\xef\x01\n\rSkillResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12#\n\x07objects\x18\x03 \x03(\x0b\x32\x12.dreamforge.v1.Box\x12$\n\x06points\x18\x04 \x03(\x0b\x32\x14.dreamforge.v1.Point\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\r\n\x05\x61lias\x18\x07 \x01(\t\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x14\n\x0cinput_tokens\x18\t \x01(\x05\x12\x15\n\routput_tokens\x18\n \x01(\x05\"Y\n\tTextChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tcompleted\x18\x02 \x01(\x08\x12+\n\x05\x66inal\x18\x03 \x01(\x0b\x32\x1c.dreamforge.v1.SkillResponse\"\x13\n\x11ListLoadedRequest\"H\n\rLoadedAdapter\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\"a\n\x12ListLoadedResponse\x12.\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32\x1c.dreamforge.v1.LoadedAdapter\x12\x1b\n\x13memory_budget_bytes\x18\x02 \x01(\x03\x32\x81\x04\n\x10InferenceService\x12\x46\n\x07\x43\x61ption\x12\x1d.dreamforge.v1.CaptionRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x05Query\x12\x1b.dreamforge.v1.QueryRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x44\n\x06\x44\x65tect\x12\x1c.dreamforge.v1.DetectRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x05Point\x12\x1b.dreamforge.v1.PointRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12@\n\x04\x43hat\x12\x1a.dreamforge.v1.ChatRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x06Stream\x12\x1c.dreamforge.v1.StreamRequest\x1a\x18.dreamforge.v1.TextChunk0\x01\x12Q\n\nListLoaded\x12 .dreamforge.v1.ListLoadedRequest\x1a!.dreamforge.v1.ListLoadedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64reamforge/v1/inference.proto\x12\rdreamforge.v1\x1a\x1a\x64reamforge/v1/common.proto\"\x15\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x1b\n\x06Target\x12\x11\n\treference\x18\x01 \x01(\t\"\xba\x01\n\x0e\x43\x61ptionRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.dreamforge.v1.Image\x12\x0e\n\x06length\x18\x05 \x01(\t\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\"\xba\x01\n\x0cQueryRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.dreamforge.v1.Image\x12\x10\n\x08question\x18\x05 \x01(\t\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\"\xba\x01\n\rDetectRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.dreamforge.v1.Image\x12\x0e\n\x06object\x18\x05 \x01(\t\x12\x13\n\x0bmax_objects\x18\x06 \x01(\x05\"\xb9\x01\n\x0cPointRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12#\n\x05image\x18\x04 \x01(\x0b\x32\x14.dreamforge.v1.Image\x12\x0e\n\x06object\x18\x05 \x01(\t\x12\x13\n\x0bmax_objects\x18\x06 \x01(\x05\"O\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12$\n\x06images\x18\x03 \x03(\x0b\x32\x14.dreamforge.v1.Image\"\xc5\x01\n\x0b\x43hatRequest\x12%\n\x06\x63\x61ller\x18\x01 \x01(\x0b\x32\x15.dreamforge.v1.Caller\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12$\n\x05model\x18\x03 \x01(\x0b\x32\x15.dreamforge.v1.Target\x12,\n\x08messages\x18\x04 \x03(\x0b\x32\x1a.dreamforge.v1.ChatMessage\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x13\n\x0btemperature\x18\x06 \x01(\x01\"\xa4\x01\n\rStreamRequest\x12\x30\n\x07\x63\x61ption\x18\x01 \x01(\x0b\x32\x1d.dreamforge.v1.CaptionRequestH\x00\x12,\n\x05query\x18\x02 \x01(\x0b\x32\x1b.dreamforge.v1.QueryRequestH\x00\x12*\n\x04\x63hat\x18\x03 \x01(\x0b\x32\x1a.dreamforge.v1.ChatRequestH\x00\x42\x07\n\x05skill\"A\n\x03\x42ox\x12\r\n\x05x_min\x18\x01 \x01(\x01\x12\r\n\x05y_min\x18\x02 \x01(\x01\x12\r\n\x05x_max\x18\x03 \x01(\x01\x12\r\n\x05y_max\x18\x04 \x01(\x01\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x01\x12\t\n\x01y\x18\x02 \x01(\x01\"\xef\x01\n\rSkillResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12#\n\x07objects\x18\x03 \x03(\x0b\x32\x12.dreamforge.v1.Box\x12$\n\x06points\x18\x04 \x03(\x0b\x32\x14.dreamforge.v1.Point\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\x05\x12\r\n\x05\x61lias\x18\x07 \x01(\t\x12\x12\n\nlatency_ms\x18\x08 \x01(\x01\x12\x14\n\x0cinput_tokens\x18\t \x01(\x05\x12\x15\n\routput_tokens\x18\n \x01(\x05\"Y\n\tTextChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tcompleted\x18\x02 \x01(\x08\x12+\n\x05\x66inal\x18\x03 \x01(\x0b\x32\x1c.dreamforge.v1.SkillResponse\"\x13\n\x11ListLoadedRequest\"H\n\rLoadedAdapter\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x14\n\x0cmemory_bytes\x18\x03 \x01(\x03\"a\n\x12ListLoadedResponse\x12.\n\x08\x61\x64\x61pters\x18\x01 \x03(\x0b\x32\x1c.dreamforge.v1.LoadedAdapter\x12\x1b\n\x13memory_budget_bytes\x18\x02 \x01(\x03\x32\x81\x04\n\x10InferenceService\x12\x46\n\x07\x43\x61ption\x12\x1d.dreamforge.v1.CaptionRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x05Query\x12\x1b.dreamforge.v1.QueryRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x44\n\x06\x44\x65tect\x12\x1c.dreamforge.v1.DetectRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x05Point\x12\x1b.dreamforge.v1.PointRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12@\n\x04\x43hat\x12\x1a.dreamforge.v1.ChatRequest\x1a\x1c.dreamforge.v1.SkillResponse\x12\x42\n\x06Stream\x12\x1c.dreamforge.v1.StreamRequest\x1a\x18.dreamforge.v1.TextChunk0\x01\x12Q\n\nListLoaded\x12 .dreamforge.v1.ListLoadedRequest\x1a!.dreamforge.v1.ListLoadedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,33 +37,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TARGET']._serialized_start=99
   _globals['_TARGET']._serialized_end=126
   _globals['_CAPTIONREQUEST']._serialized_start=129
-  _globals['_CAPTIONREQUEST']._serialized_end=295
-  _globals['_QUERYREQUEST']._serialized_start=298
-  _globals['_QUERYREQUEST']._serialized_end=464
-  _globals['_DETECTREQUEST']._serialized_start=467
-  _globals['_DETECTREQUEST']._serialized_end=632
-  _globals['_POINTREQUEST']._serialized_start=635
-  _globals['_POINTREQUEST']._serialized_end=799
-  _globals['_CHATMESSAGE']._serialized_start=801
-  _globals['_CHATMESSAGE']._serialized_end=880
-  _globals['_CHATREQUEST']._serialized_start=883
-  _globals['_CHATREQUEST']._serialized_end=1080
-  _globals['_STREAMREQUEST']._serialized_start=1083
-  _globals['_STREAMREQUEST']._serialized_end=1247
-  _globals['_BOX']._serialized_start=1249
-  _globals['_BOX']._serialized_end=1314
-  _globals['_POINT']._serialized_start=1316
-  _globals['_POINT']._serialized_end=1345
-  _globals['_SKILLRESPONSE']._serialized_start=1348
-  _globals['_SKILLRESPONSE']._serialized_end=1587
-  _globals['_TEXTCHUNK']._serialized_start=1589
-  _globals['_TEXTCHUNK']._serialized_end=1678
-  _globals['_LISTLOADEDREQUEST']._serialized_start=1680
-  _globals['_LISTLOADEDREQUEST']._serialized_end=1699
-  _globals['_LOADEDADAPTER']._serialized_start=1701
-  _globals['_LOADEDADAPTER']._serialized_end=1773
-  _globals['_LISTLOADEDRESPONSE']._serialized_start=1775
-  _globals['_LISTLOADEDRESPONSE']._serialized_end=1872
-  _globals['_INFERENCESERVICE']._serialized_start=1875
-  _globals['_INFERENCESERVICE']._serialized_end=2388
+  _globals['_CAPTIONREQUEST']._serialized_end=315
+  _globals['_QUERYREQUEST']._serialized_start=318
+  _globals['_QUERYREQUEST']._serialized_end=504
+  _globals['_DETECTREQUEST']._serialized_start=507
+  _globals['_DETECTREQUEST']._serialized_end=693
+  _globals['_POINTREQUEST']._serialized_start=696
+  _globals['_POINTREQUEST']._serialized_end=881
+  _globals['_CHATMESSAGE']._serialized_start=883
+  _globals['_CHATMESSAGE']._serialized_end=962
+  _globals['_CHATREQUEST']._serialized_start=965
+  _globals['_CHATREQUEST']._serialized_end=1162
+  _globals['_STREAMREQUEST']._serialized_start=1165
+  _globals['_STREAMREQUEST']._serialized_end=1329
+  _globals['_BOX']._serialized_start=1331
+  _globals['_BOX']._serialized_end=1396
+  _globals['_POINT']._serialized_start=1398
+  _globals['_POINT']._serialized_end=1427
+  _globals['_SKILLRESPONSE']._serialized_start=1430
+  _globals['_SKILLRESPONSE']._serialized_end=1669
+  _globals['_TEXTCHUNK']._serialized_start=1671
+  _globals['_TEXTCHUNK']._serialized_end=1760
+  _globals['_LISTLOADEDREQUEST']._serialized_start=1762
+  _globals['_LISTLOADEDREQUEST']._serialized_end=1781
+  _globals['_LOADEDADAPTER']._serialized_start=1783
+  _globals['_LOADEDADAPTER']._serialized_end=1855
+  _globals['_LISTLOADEDRESPONSE']._serialized_start=1857
+  _globals['_LISTLOADEDRESPONSE']._serialized_end=1954
+  _globals['_INFERENCESERVICE']._serialized_start=1957
+  _globals['_INFERENCESERVICE']._serialized_end=2470
 # @@protoc_insertion_point(module_scope)

@@ -20,60 +20,68 @@ class Target(_message.Message):
     def __init__(self, reference: _Optional[str] = ...) -> None: ...
 
 class CaptionRequest(_message.Message):
-    __slots__ = ("caller", "request_id", "model", "image", "length")
+    __slots__ = ("caller", "request_id", "model", "image", "length", "max_tokens")
     CALLER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     caller: _common_pb2.Caller
     request_id: str
     model: Target
     image: Image
     length: str
-    def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., request_id: _Optional[str] = ..., model: _Optional[_Union[Target, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., length: _Optional[str] = ...) -> None: ...
+    max_tokens: int
+    def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., request_id: _Optional[str] = ..., model: _Optional[_Union[Target, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., length: _Optional[str] = ..., max_tokens: _Optional[int] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("caller", "request_id", "model", "image", "question")
+    __slots__ = ("caller", "request_id", "model", "image", "question", "max_tokens")
     CALLER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     QUESTION_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     caller: _common_pb2.Caller
     request_id: str
     model: Target
     image: Image
     question: str
-    def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., request_id: _Optional[str] = ..., model: _Optional[_Union[Target, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., question: _Optional[str] = ...) -> None: ...
+    max_tokens: int
+    def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., request_id: _Optional[str] = ..., model: _Optional[_Union[Target, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., question: _Optional[str] = ..., max_tokens: _Optional[int] = ...) -> None: ...
 
 class DetectRequest(_message.Message):
-    __slots__ = ("caller", "request_id", "model", "image", "object")
+    __slots__ = ("caller", "request_id", "model", "image", "object", "max_objects")
     CALLER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     OBJECT_FIELD_NUMBER: _ClassVar[int]
+    MAX_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     caller: _common_pb2.Caller
     request_id: str
     model: Target
     image: Image
     object: str
-    def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., request_id: _Optional[str] = ..., model: _Optional[_Union[Target, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., object: _Optional[str] = ...) -> None: ...
+    max_objects: int
+    def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., request_id: _Optional[str] = ..., model: _Optional[_Union[Target, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., object: _Optional[str] = ..., max_objects: _Optional[int] = ...) -> None: ...
 
 class PointRequest(_message.Message):
-    __slots__ = ("caller", "request_id", "model", "image", "object")
+    __slots__ = ("caller", "request_id", "model", "image", "object", "max_objects")
     CALLER_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     OBJECT_FIELD_NUMBER: _ClassVar[int]
+    MAX_OBJECTS_FIELD_NUMBER: _ClassVar[int]
     caller: _common_pb2.Caller
     request_id: str
     model: Target
     image: Image
     object: str
-    def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., request_id: _Optional[str] = ..., model: _Optional[_Union[Target, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., object: _Optional[str] = ...) -> None: ...
+    max_objects: int
+    def __init__(self, caller: _Optional[_Union[_common_pb2.Caller, _Mapping]] = ..., request_id: _Optional[str] = ..., model: _Optional[_Union[Target, _Mapping]] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., object: _Optional[str] = ..., max_objects: _Optional[int] = ...) -> None: ...
 
 class ChatMessage(_message.Message):
     __slots__ = ("role", "text", "images")

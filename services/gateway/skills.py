@@ -29,6 +29,7 @@ from dreamforge.images import (
     decode_image,
     header_pixels,
 )
+from dreamforge.limits import MAX_TOKENS
 from dreamforge.v1 import common_pb2, inference_pb2, inference_pb2_grpc
 from services.gateway.errors import http_failure
 
@@ -54,11 +55,10 @@ MAX_MODEL_CHARS = 300
 MAX_BATCH_CALLS = 16
 #: Models (versions) in one `POST /v1/compare`.
 MAX_COMPARE_MODELS = 8
-#: Chat: messages, images over all messages, characters of one message's text, tokens to generate.
+#: Chat: messages, images over all messages, characters of one message's text (tokens: `MAX_TOKENS`).
 MAX_CHAT_MESSAGES = 32
 MAX_CHAT_IMAGES = 4
 MAX_CHAT_TEXT_CHARS = 8000
-MAX_NEW_TOKENS = 2048
 
 DEFAULT_MODEL = "default"
 LIMITS_TEXT = (
@@ -97,8 +97,9 @@ class SkillCall:
     question: str = ""             # query
     object: str = ""               # detect, point
     messages: tuple[ChatTurn, ...] = ()  # chat
-    max_tokens: int = 0            # chat (0 = the model's default)
+    max_tokens: int = 0            # caption, query, chat (0 = the model's default)
     temperature: float = 0.0       # chat
+    max_objects: int = 0           # detect, point (0 = every one found)
 
 
 @dataclass(frozen=True)
@@ -242,8 +243,7 @@ def check_turns(turns: Sequence[ChatTurn], label: str, max_tokens: int = 0, temp
             raise InvalidArgument(f"{label}[{i}]: only user messages may carry images")
     if not any(t.role == "user" and (t.text.strip() or t.images) for t in turns):
         raise InvalidArgument(f"{label}: needs a user message with text and/or an image")
-    if not 0 <= max_tokens <= MAX_NEW_TOKENS:
-        raise InvalidArgument(f"max_tokens must be 1-{MAX_NEW_TOKENS} (or 0 for the default), got {max_tokens}")
+    check_max_tokens(max_tokens, "max_tokens")
     if not 0.0 <= temperature <= 2.0:
         raise InvalidArgument(f"temperature must be 0-2, got {temperature}")
 
@@ -266,11 +266,22 @@ def call_from_message(skill: Skill, request: Any, request_id: str, prefix: str =
     image = check_image_bytes(request.image.data, field("image.data"))
     if skill == "caption":
         return SkillCall("caption", request_id, model, image=image, length=caption_length(request.length,
-                                                                                         field("length")))
+                                                                                         field("length")),
+                         max_tokens=check_max_tokens(request.max_tokens, field("max_tokens")))
     if skill == "query":
         return SkillCall("query", request_id, model, image=image, question=question_text(request.question,
-                                                                                        field("question")))
-    return SkillCall(skill, request_id, model, image=image, object=object_text(request.object, field("object")))
+                                                                                        field("question")),
+                         max_tokens=check_max_tokens(request.max_tokens, field("max_tokens")))
+    if request.max_objects < 0:
+        raise InvalidArgument(f"{field('max_objects')} must be 1 or more (0 = every object found)")
+    return SkillCall(skill, request_id, model, image=image, object=object_text(request.object, field("object")),
+                     max_objects=request.max_objects)
+
+
+def check_max_tokens(value: int, label: str) -> int:
+    if not 0 <= value <= MAX_TOKENS:
+        raise InvalidArgument(f"{label} must be 1-{MAX_TOKENS} (or 0 for the default), got {value}")
+    return value
 
 
 # -- gRPC -------------------------------------------------------------------------------------
@@ -284,13 +295,13 @@ def build_request(call: SkillCall, caller: common_pb2.Caller) -> Any:
     common: dict[str, Any] = {"caller": caller, "request_id": call.request_id, "model": _target(call)}
     image = inference_pb2.Image(data=call.image)
     if call.skill == "caption":
-        return inference_pb2.CaptionRequest(**common, image=image, length=call.length)
+        return inference_pb2.CaptionRequest(**common, image=image, length=call.length, max_tokens=call.max_tokens)
     if call.skill == "query":
-        return inference_pb2.QueryRequest(**common, image=image, question=call.question)
+        return inference_pb2.QueryRequest(**common, image=image, question=call.question, max_tokens=call.max_tokens)
     if call.skill == "detect":
-        return inference_pb2.DetectRequest(**common, image=image, object=call.object)
+        return inference_pb2.DetectRequest(**common, image=image, object=call.object, max_objects=call.max_objects)
     if call.skill == "point":
-        return inference_pb2.PointRequest(**common, image=image, object=call.object)
+        return inference_pb2.PointRequest(**common, image=image, object=call.object, max_objects=call.max_objects)
     return inference_pb2.ChatRequest(
         **common, max_tokens=call.max_tokens, temperature=call.temperature,
         messages=[inference_pb2.ChatMessage(role=m.role, text=m.text,

@@ -21,6 +21,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from dataclasses import replace
 
 from dreamforge.activity import Activity
 from dreamforge.grpcio import FailedPrecondition, ServiceError
@@ -119,6 +120,9 @@ class InferenceService:
                       image_kept: Awaitable[object]) -> inference_pb2.SkillResponse:
         """Record the events (committed before the answer leaves: a crash loses no served request)."""
         latency_ms = (time.perf_counter() - started) * 1000
+        if request.max_objects:  # what the caller asked for is what is served, recorded and rated
+            output = replace(output, boxes=output.boxes[:request.max_objects],
+                             points=output.points[:request.max_objects])
         with _tracer.start_as_current_span("inference.record"):
             await self.events.record(Served(request, route, output, latency_ms), image_kept)
         return inference_pb2.SkillResponse(

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from dreamforge.grpcio import InvalidArgument
 from dreamforge.images import DecodedImage, ImageError, decode_image
+from dreamforge.limits import MAX_TOKENS
 from dreamforge.v1 import common_pb2, inference_pb2
 from dreamforge.world import CAPTION_LENGTHS
 from services.inference.runtime.base import Skill
-from services.inference.runtime.prompts import MAX_NEW_TOKENS_LIMIT
 
 MAX_QUESTION_CHARS = 2000
 MAX_OBJECT_CHARS = 200
@@ -46,6 +46,7 @@ class Prepared:
     text: str                  # caption length, question, object or the chat's last user message
     image: DecodedImage
     max_new_tokens: int | None = None
+    max_objects: int = 0       # detect/point: answer at most this many (0 = all)
     image_bytes: bytes = field(default=b"", repr=False)  # as sent: kept in the image store under image.sha256
 
 
@@ -54,22 +55,24 @@ def caption(request: inference_pb2.CaptionRequest, limits: Limits) -> Prepared:
     if length not in CAPTION_LENGTHS:
         raise InvalidArgument(f"length {request.length!r} is not a caption length: use one of "
                               f"{', '.join(CAPTION_LENGTHS)} (default normal)")
-    return _prepared("caption", request, length, request.image.data, limits)
+    return _prepared("caption", request, length, request.image.data, limits,
+                     max_new_tokens=_max_tokens(request.max_tokens))
 
 
 def query(request: inference_pb2.QueryRequest, limits: Limits) -> Prepared:
     question = _text("question", request.question, MAX_QUESTION_CHARS, "e.g. 'how many shapes are there?'")
-    return _prepared("query", request, question, request.image.data, limits)
+    return _prepared("query", request, question, request.image.data, limits,
+                     max_new_tokens=_max_tokens(request.max_tokens))
 
 
 def detect(request: inference_pb2.DetectRequest, limits: Limits) -> Prepared:
     obj = _text("object", request.object, MAX_OBJECT_CHARS, "name what to find, e.g. 'red circle'")
-    return _prepared("detect", request, obj, request.image.data, limits)
+    return _prepared("detect", request, obj, request.image.data, limits, max_objects=_max_objects(request.max_objects))
 
 
 def point(request: inference_pb2.PointRequest, limits: Limits) -> Prepared:
     obj = _text("object", request.object, MAX_OBJECT_CHARS, "name what to point at, e.g. 'red circle'")
-    return _prepared("point", request, obj, request.image.data, limits)
+    return _prepared("point", request, obj, request.image.data, limits, max_objects=_max_objects(request.max_objects))
 
 
 def chat(request: inference_pb2.ChatRequest, limits: Limits) -> Prepared:
@@ -86,11 +89,21 @@ def chat(request: inference_pb2.ChatRequest, limits: Limits) -> Prepared:
     images = [image for m in request.messages for image in m.images]
     if not images:
         raise InvalidArgument("no image in messages: attach the image to a message (messages[].images)")
-    if not 0 <= request.max_tokens <= MAX_NEW_TOKENS_LIMIT:
-        raise InvalidArgument(f"max_tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT} (0 = the default)")
     if not math.isfinite(request.temperature) or not 0 <= request.temperature <= 2:
         raise InvalidArgument("temperature must be between 0 and 2 (decoding is greedy: it is accepted and ignored)")
-    return _prepared("chat", request, text, images[0].data, limits, max_new_tokens=request.max_tokens or None)
+    return _prepared("chat", request, text, images[0].data, limits, max_new_tokens=_max_tokens(request.max_tokens))
+
+
+def _max_tokens(value: int) -> int | None:
+    if not 0 <= value <= MAX_TOKENS:
+        raise InvalidArgument(f"max_tokens must be between 1 and {MAX_TOKENS} (0 = the default)")
+    return value or None
+
+
+def _max_objects(value: int) -> int:
+    if value < 0:
+        raise InvalidArgument("max_objects must be 1 or more (0 = every object found)")
+    return value
 
 
 def _text(field: str, value: str, limit: int, hint: str) -> str:
@@ -104,7 +117,8 @@ def _text(field: str, value: str, limit: int, hint: str) -> str:
 
 def _prepared(skill: Skill, request: inference_pb2.CaptionRequest | inference_pb2.QueryRequest
               | inference_pb2.DetectRequest | inference_pb2.PointRequest | inference_pb2.ChatRequest,
-              text: str, image_data: bytes, limits: Limits, *, max_new_tokens: int | None = None) -> Prepared:
+              text: str, image_data: bytes, limits: Limits, *, max_new_tokens: int | None = None,
+              max_objects: int = 0) -> Prepared:
     caller = request.caller
     if not _TENANT.match(caller.tenant_id):
         raise InvalidArgument("caller.tenant_id is required and must match ^[A-Za-z0-9_-]{1,100}$")
@@ -118,4 +132,5 @@ def _prepared(skill: Skill, request: inference_pb2.CaptionRequest | inference_pb
     except ImageError as exc:
         raise InvalidArgument(str(exc)) from None
     return Prepared(skill=skill, caller=caller, request_id=request_id, reference=request.model.reference.strip(),
-                    text=text, image=image, max_new_tokens=max_new_tokens, image_bytes=image_data)
+                    text=text, image=image, max_new_tokens=max_new_tokens, max_objects=max_objects,
+                    image_bytes=image_data)

@@ -69,6 +69,8 @@ async def test_every_skill_answers_for_a_fresh_tenant_with_the_default_model(sta
         assert reply.text and reply.request_id.startswith("req_")
         assert reply.input_tokens > 0 and reply.output_tokens > 0 and reply.latency_ms > 0
     assert replies[-1].output_tokens <= 6
+    capped = await inference_stub.Caption(inference_pb2.CaptionRequest(caller=caller, image=image, max_tokens=2))
+    assert 0 < capped.output_tokens <= 2 and capped.text
     assert all(0 <= v <= 1 for b in replies[2].objects for v in (b.x_min, b.y_min, b.x_max, b.y_max))
     assert all(0 <= v <= 1 for p in replies[3].points for v in (p.x, p.y))
 
@@ -120,6 +122,9 @@ def _png(width: int, height: int, noise: bool = False) -> bytes:
     (lambda c: inference_pb2.QueryRequest(caller=c, request_id="bad id!", image=image_of(0), question="q?"),
      "request_id"),
     (lambda c: inference_pb2.StreamRequest(), "set one of caption, query or chat"),
+    (lambda c: inference_pb2.CaptionRequest(caller=c, image=image_of(0), max_tokens=513), "max_tokens must be"),
+    (lambda c: inference_pb2.QueryRequest(caller=c, image=image_of(0), question="q?", max_tokens=-1), "max_tokens"),
+    (lambda c: inference_pb2.DetectRequest(caller=c, image=image_of(0), object="x", max_objects=-2), "max_objects"),
 ])
 async def test_bad_requests_say_what_to_fix(stack: Platform, inference_stub: Stub, call, words: str) -> None:  # type: ignore[no-untyped-def]
     request = call(stack.caller("t_invalid"))

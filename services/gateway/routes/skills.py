@@ -118,7 +118,8 @@ async def _stream_or_run(skills: SkillService, principal: Principal, call: Skill
 async def caption(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
                   data: s.CaptionRequest) -> Response[s.CaptionResponse]:
     call = SkillCall("caption", ensure_request_id(request.scope), model_reference(data.model),
-                     image=await image_bytes_async(data.image_url, body("image_url")), length=data.length)
+                     image=await image_bytes_async(data.image_url, body("image_url")), length=data.length,
+                     max_tokens=s.max_tokens(data.settings))
     result = await _stream_or_run(skills, principal, call, data.stream)
     if isinstance(result, Stream):
         return result  # type: ignore[return-value]  # SSE, documented by MoondreamStream
@@ -132,7 +133,7 @@ async def query(request: Request[Any, Any, Any], principal: Principal, skills: S
                 data: s.QueryRequest) -> Response[s.QueryResponse]:
     image = await image_bytes_async(data.image_url, body("image_url"))
     call = SkillCall("query", ensure_request_id(request.scope), model_reference(data.model), image=image,
-                     question=question_text(data.question))
+                     question=question_text(data.question), max_tokens=s.max_tokens(data.settings))
     result = await _stream_or_run(skills, principal, call, data.stream)
     if isinstance(result, Stream):
         return result  # type: ignore[return-value]  # SSE, documented by MoondreamStream
@@ -147,7 +148,7 @@ async def detect(request: Request[Any, Any, Any], principal: Principal, skills: 
                  data: s.DetectRequest) -> s.DetectResponse:
     image = await image_bytes_async(data.image_url, body("image_url"))
     call = SkillCall("detect", ensure_request_id(request.scope), model_reference(data.model), image=image,
-                     object=object_text(data.object))
+                     object=object_text(data.object), max_objects=s.max_objects(data.settings))
     result = await skills.run(to_caller(principal), call)
     return s.DetectResponse(objects=boxes(result), **served(result))
 
@@ -160,7 +161,7 @@ async def point(request: Request[Any, Any, Any], principal: Principal, skills: S
                 data: s.PointRequest) -> s.PointResponse:
     image = await image_bytes_async(data.image_url, body("image_url"))
     call = SkillCall("point", ensure_request_id(request.scope), model_reference(data.model), image=image,
-                     object=object_text(data.object))
+                     object=object_text(data.object), max_objects=s.max_objects(data.settings))
     result = await skills.run(to_caller(principal), call)
     return s.PointResponse(points=points(result), **served(result))
 

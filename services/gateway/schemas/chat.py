@@ -20,7 +20,7 @@ from services.gateway.skills import (
     MAX_CHAT_MESSAGES,
     MAX_CHAT_TEXT_CHARS,
     MAX_MODEL_CHARS,
-    MAX_NEW_TOKENS,
+    MAX_TOKENS,
 )
 
 
@@ -60,9 +60,9 @@ class ChatCompletionRequest(msgspec.Struct):
         description='A model reference (`name`, `name@3`, `name@alias`, a preview) or `"default"` for the '
                     "tenant's production model")]
     messages: Annotated[list[ChatMessage], msgspec.Meta(min_length=1, max_length=MAX_CHAT_MESSAGES)]
-    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=MAX_NEW_TOKENS)] | None = None
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=MAX_TOKENS)] | None = None
     max_completion_tokens: Annotated[int, msgspec.Meta(
-        ge=1, le=MAX_NEW_TOKENS, description="Preferred over `max_tokens` when both are sent")] | None = None
+        ge=1, le=MAX_TOKENS, description="Preferred over `max_tokens` when both are sent")] | None = None
     temperature: Annotated[float, msgspec.Meta(ge=0.0, le=2.0)] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None

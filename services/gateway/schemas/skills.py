@@ -3,7 +3,10 @@
 Field names and shapes follow Moondream's cloud API (`image_url`, `length`, `question`,
 `object`, `stream`; answers under `caption`, `answer`, `objects`, `points`) so its official
 client works unchanged; DreamForge adds `model`, `request_id`, `version`, `latency_ms`.
-Unknown fields (e.g. Moondream's `settings`, `reasoning`) are accepted and ignored.
+Moondream's `settings` are honoured where the model can: `max_tokens` (caption, query) bounds the
+generated text, `max_objects` (detect, point) the boxes or points returned; `temperature` and
+`top_p` are checked and ignored, as decoding is greedy (beam search for captions, boxes, points).
+Other unknown fields (e.g. `reasoning`) are accepted and ignored.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from services.gateway.skills import (
     MAX_MODEL_CHARS,
     MAX_OBJECT_CHARS,
     MAX_QUESTION_CHARS,
+    MAX_TOKENS,
 )
 
 ImageUrl = Annotated[str, msgspec.Meta(description=f"The image. {LIMITS_TEXT}", examples=[EXAMPLE_IMAGE])]
@@ -46,11 +50,27 @@ OptionalObject = Annotated[str, msgspec.Meta(max_length=MAX_OBJECT_CHARS,
 UnarySkill = Literal["caption", "query", "detect", "point"]
 
 
+class Settings(msgspec.Struct):
+    """Moondream's sampling settings."""
+
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=MAX_TOKENS, description="caption, query: the most tokens "
+                                                                               "to generate")] | None = None
+    max_objects: Annotated[int, msgspec.Meta(ge=1, le=1000, description="detect, point: the most boxes or "
+                                                                         "points to return")] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2, description="Accepted and ignored: decoding is "
+                                                                       "greedy")] | None = None
+    top_p: Annotated[float, msgspec.Meta(ge=0, le=1, description="Accepted and ignored")] | None = None
+
+
+MoondreamSettings = Annotated[Settings, msgspec.Meta(description="Moondream's `settings`")] | None
+
+
 class CaptionRequest(msgspec.Struct):
     image_url: ImageUrl
     length: Length = "normal"
     stream: StreamFlag = False
     model: ModelRef = None
+    settings: MoondreamSettings = None
 
 
 class QueryRequest(msgspec.Struct):
@@ -58,18 +78,29 @@ class QueryRequest(msgspec.Struct):
     question: Question
     stream: StreamFlag = False
     model: ModelRef = None
+    settings: MoondreamSettings = None
 
 
 class DetectRequest(msgspec.Struct):
     image_url: ImageUrl
     object: ObjectName
     model: ModelRef = None
+    settings: MoondreamSettings = None
 
 
 class PointRequest(msgspec.Struct):
     image_url: ImageUrl
     object: ObjectName
     model: ModelRef = None
+    settings: MoondreamSettings = None
+
+
+def max_tokens(settings: Settings | None) -> int:
+    return (settings.max_tokens or 0) if settings else 0
+
+
+def max_objects(settings: Settings | None) -> int:
+    return (settings.max_objects or 0) if settings else 0
 
 
 class Metrics(msgspec.Struct):

@@ -7,13 +7,13 @@ the same way (normalised coordinates; anything malformed is dropped, never raise
 
 from __future__ import annotations
 
+from dreamforge.limits import MAX_TOKENS
 from dreamforge.model.skills import MAX_NEW_TOKENS
 from dreamforge.world import caption_prompt, detect_prompt, parse_boxes, parse_points, point_prompt, readable
 from services.inference.runtime.base import SkillCall, SkillOutput
 
-#: Token limit of a chat reply when the request names none, and the most a request may ask for.
+#: Token limit of a chat reply when the request names none (a request may ask for up to `MAX_TOKENS`).
 CHAT_MAX_NEW_TOKENS = 64
-MAX_NEW_TOKENS_LIMIT = 512
 
 
 def normalise_object(name: str) -> str:
@@ -33,7 +33,7 @@ def prompt_for(call: SkillCall) -> str:
 
 def max_new_tokens(call: SkillCall) -> int:
     if call.max_new_tokens:
-        return max(1, min(call.max_new_tokens, MAX_NEW_TOKENS_LIMIT))
+        return max(1, min(call.max_new_tokens, MAX_TOKENS))
     return CHAT_MAX_NEW_TOKENS if call.skill == "chat" else MAX_NEW_TOKENS[call.skill]
 
 

@@ -86,6 +86,43 @@ async def test_the_moondream_client_works_unchanged(stack: Stack, app_key: Accou
     assert "".join(out["caption_stream"]).strip(), out["caption_stream"]
 
 
+def moondream_settings_session(base_url: str, key: str) -> dict[str, Any]:
+    """Moondream's `settings`: max_tokens bounds a caption or answer, max_objects the boxes and points."""
+    import moondream as md
+
+    model = md.vl(endpoint=f"{base_url}/v1", api_key=key)
+    crowded = get_sample("test", 33).image  # three green squares
+    image = get_sample("test", 3).image
+    return {
+        "caption": model.caption(image)["caption"],
+        "caption_3": model.caption(image, settings={"max_tokens": 3})["caption"],
+        "stream_3": list(model.caption(image, stream=True, settings={"max_tokens": 3})["caption"]),
+        "boxes": model.detect(crowded, "green square")["objects"],
+        "boxes_1": model.detect(crowded, "green square", settings={"max_objects": 1})["objects"],
+        "points": model.point(crowded, "green square")["points"],
+        "points_2": model.point(crowded, "green square", settings={"max_objects": 2})["points"],
+    }
+
+
+async def test_the_moondream_clients_settings_are_honoured(stack: Stack) -> None:
+    pytest.importorskip("moondream", reason=MOONDREAM_MISSING)
+    account = await stack.account(scopes=("app",))  # its own key: the module's shares one rate limit
+    out = await asyncio.to_thread(moondream_settings_session, stack.base_url, account.key)
+    async with stack.client(account) as c:
+        capped = await c.post("/v1/query", json={"image_url": to_data_url(get_sample("test", 3).image),
+                                                 "question": "what shapes are there?", "settings": {"max_tokens": 1}})
+        refused = await c.post("/v1/caption", json={"image_url": to_data_url(get_sample("test", 3).image),
+                                                    "settings": {"max_tokens": 100_000}})
+    assert capped.status_code == 200 and capped.json()["metrics"]["output_tokens"] <= 1, capped.text
+    assert refused.status_code == 400 and "max_tokens" in refused.json()["error"]["message"], refused.text
+    assert 0 < len(out["caption_3"]) < len(out["caption"]), out
+    assert len("".join(out["stream_3"]).split()) <= 3, out["stream_3"]
+    assert len(out["boxes_1"]) <= 1 and len(out["points_2"]) <= 2
+    if stack.model.trained:  # the model finds the three squares; the settings keep the first ones
+        assert len(out["boxes"]) >= 2 and out["boxes_1"] == out["boxes"][:1], out
+        assert len(out["points"]) >= 3 and out["points_2"] == out["points"][:2], out
+
+
 def openai_session(base_url: str, key: str) -> dict[str, Any]:
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
     messages = [{"role": "user", "content": [
@@ -232,6 +269,11 @@ async def test_grpc_front_serves_skills_and_streams_with_request_ids(stack: Stac
             await stub.Detect(inference_pb2.DetectRequest(image=image, object="x", model=inference_pb2.Target(
                 reference="no-such-model")), metadata=metadata)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        capped = await stub.Caption(inference_pb2.CaptionRequest(image=image, max_tokens=2), metadata=metadata[:1])
+        assert 0 < capped.output_tokens <= 2
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Point(inference_pb2.PointRequest(image=image, object="x", max_objects=-1), metadata=metadata[:1])
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "`max_objects`" in (info.value.details() or "")
 
 
 async def test_grpc_front_batch_and_compare(stack: Stack) -> None:
