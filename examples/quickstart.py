@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from dreamforge.client import DreamForge
+from dreamforge import DreamForge
 
 
 def main(image: str) -> None:
