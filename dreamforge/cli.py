@@ -215,7 +215,10 @@ def sample(out: str, split: str, index: int) -> None:
     from dreamforge.world import get_sample
 
     shot = get_sample(split, index)
-    shot.image.save(out, format="PNG")
+    try:
+        shot.image.save(out, format="PNG")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     _print({"image": out, "split": split, "index": index, "caption": shot.caption(),
             "objects": [{"name": o.name, "size": o.size, "box": [round(v, 4) for v in o.box],
                          "centre": [round(v, 4) for v in o.centre]} for o in shot.objects],

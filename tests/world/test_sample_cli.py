@@ -26,3 +26,5 @@ def test_sample_writes_the_image_and_prints_its_truth(tmp_path: Path) -> None:
                                      "answer": expected.questions()[0].answer}
     refused = CliRunner().invoke(main, ["sample", str(out), "--split", "holdout"])
     assert refused.exit_code == 2 and "holdout" in refused.output
+    nowhere = CliRunner().invoke(main, ["sample", str(tmp_path / "no-such-dir" / "x.png")])
+    assert nowhere.exit_code == 1 and "cannot write" in nowhere.output and "No such file" in nowhere.output
