@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 import click
 
 from dreamforge.client import DreamForge, DreamForgeError
+from dreamforge.limits import MAX_TOKENS
 from dreamforge.settings import PlatformSettings
 from dreamforge.supervisor import Platform, PlatformError, run_until_signal
 
@@ -238,9 +239,13 @@ SKILL_TEXT = {"query": "question", "detect": "object", "point": "object"}
 @click.option("--length", type=click.Choice(["short", "normal", "long"]), default="normal", show_default=True,
               help="Caption length")
 @click.option("--stream", is_flag=True, help="Print a caption or answer as it is generated")
+@click.option("--max-tokens", type=click.IntRange(1, MAX_TOKENS), default=None,
+              help="caption, query: the most tokens to generate")
+@click.option("--max-objects", type=click.IntRange(min=1), default=None,
+              help="detect, point: the most boxes or points to return")
 @click.pass_context
 def analyze(ctx: click.Context, image: BinaryIO, skill: str, text: str | None, models: tuple[str, ...], length: str,
-            stream: bool) -> None:
+            stream: bool, max_tokens: int | None, max_objects: int | None) -> None:
     """Run SKILL on IMAGE (a JPEG/PNG/WebP file, or - for standard input).
 
     TEXT is the question for query and the object's name for detect and point. The answer comes as
@@ -252,8 +257,12 @@ def analyze(ctx: click.Context, image: BinaryIO, skill: str, text: str | None, m
                                + ('"How many circles?"' if skill == "query" else '"red circle"'))
     if not field and text:
         raise click.UsageError("caption takes no TEXT; use --length short|normal|long")
-    if stream and (skill not in ("caption", "query") or len(models) > 1):
-        raise click.UsageError("--stream is for one model's caption or query")
+    if (stream or max_tokens) and skill not in ("caption", "query"):
+        raise click.UsageError("--stream and --max-tokens are for caption and query")
+    if max_objects and skill not in ("detect", "point"):
+        raise click.UsageError("--max-objects is for detect and point")
+    if len(models) > 1 and (stream or max_tokens or max_objects):
+        raise click.UsageError("--stream, --max-tokens and --max-objects are for one model, not a comparison")
     data = image.read()
     if not data:
         raise click.BadParameter("the image is empty", param_hint="IMAGE")
@@ -263,15 +272,16 @@ def analyze(ctx: click.Context, image: BinaryIO, skill: str, text: str | None, m
         if len(models) > 1:
             return client.compare(skill, data, list(models), **fields)
         model = models[0] if models else None
-        if stream:
-            for piece in client.caption(data, length, model, stream=True) if skill == "caption" else \
-                    client.query(data, str(text), model, stream=True):
-                click.echo(piece, nl=False)
-            click.echo()
-            return None
-        if skill == "caption":
-            return client.caption(data, length, model)
-        return getattr(client, skill)(data, text, model)
+        if skill in ("detect", "point"):
+            return getattr(client, skill)(data, text, model, max_objects=max_objects)
+        answer = client.caption(data, length, model, stream, max_tokens) if skill == "caption" else \
+            client.query(data, str(text), model, stream, max_tokens)
+        if not stream:
+            return answer
+        for piece in answer:
+            click.echo(piece, nl=False)
+        click.echo()
+        return None
 
     _run(ctx, call)
 

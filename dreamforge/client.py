@@ -150,25 +150,30 @@ class DreamForge:
     # -- skills ---------------------------------------------------------------------------
     # Each returns the gateway's JSON (`caption` / `answer` / `objects` / `points`, plus `request_id`,
     # `model`, `version`, `latency_ms`); with stream=True, caption and query return an iterator of text pieces.
+    # `max_tokens` bounds a caption or answer, `max_objects` the boxes or points returned (Moondream's `settings`).
     def caption(self, image: ImageInput, length: str = "normal", model: str | None = None,
-                stream: bool = False) -> Any:
-        body = {"image_url": image_url(image), "length": length, **_model(model)}
+                stream: bool = False, max_tokens: int | None = None) -> Any:
+        body = {"image_url": image_url(image), "length": length, **_model(model), **_settings(max_tokens=max_tokens)}
         if stream:
             return self._stream("/v1/caption", body)
         return dict(self._call("POST", "/v1/caption", json=body))
 
-    def query(self, image: ImageInput, question: str, model: str | None = None, stream: bool = False) -> Any:
-        body = {"image_url": image_url(image), "question": question, **_model(model)}
+    def query(self, image: ImageInput, question: str, model: str | None = None, stream: bool = False,
+              max_tokens: int | None = None) -> Any:
+        body = {"image_url": image_url(image), "question": question, **_model(model),
+                **_settings(max_tokens=max_tokens)}
         if stream:
             return self._stream("/v1/query", body)
         return dict(self._call("POST", "/v1/query", json=body))
 
-    def detect(self, image: ImageInput, object: str, model: str | None = None) -> dict[str, Any]:
-        body = {"image_url": image_url(image), "object": object, **_model(model)}
+    def detect(self, image: ImageInput, object: str, model: str | None = None,
+               max_objects: int | None = None) -> dict[str, Any]:
+        body = {"image_url": image_url(image), "object": object, **_model(model), **_settings(max_objects=max_objects)}
         return dict(self._call("POST", "/v1/detect", json=body))
 
-    def point(self, image: ImageInput, object: str, model: str | None = None) -> dict[str, Any]:
-        body = {"image_url": image_url(image), "object": object, **_model(model)}
+    def point(self, image: ImageInput, object: str, model: str | None = None,
+              max_objects: int | None = None) -> dict[str, Any]:
+        body = {"image_url": image_url(image), "object": object, **_model(model), **_settings(max_objects=max_objects)}
         return dict(self._call("POST", "/v1/point", json=body))
 
     def compare(self, skill: str, image: ImageInput, models: list[str], **fields: Any) -> dict[str, Any]:
@@ -304,6 +309,11 @@ class DreamForge:
 
 def _model(model: str | None) -> dict[str, str]:
     return {"model": model} if model else {}
+
+
+def _settings(**given: int | None) -> dict[str, dict[str, int]]:
+    settings = {name: value for name, value in given.items() if value is not None}
+    return {"settings": settings} if settings else {}
 
 
 def image_url(image: ImageInput) -> str:

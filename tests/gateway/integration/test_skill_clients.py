@@ -172,6 +172,9 @@ def sdk_session(base_url: str, key: str, path: Path) -> dict[str, Any]:
             "objects": df.detect(image, "red circle", model="default"),
             "points": df.point(path, "red circle"),
             "compare": df.compare("caption", image, ["default", "default@production"], length="short"),
+            "capped": df.caption(image, max_tokens=2),
+            "capped_stream": list(df.query(image, "how many shapes are there?", stream=True, max_tokens=1)),
+            "one_point": df.point(get_sample("test", 33).image, "green square", max_objects=1),
             "batch": df.batch([{"skill": "caption", "image": image}, {"skill": "point", "image": path,
                                                                        "object": "x"}]),
         }
@@ -195,6 +198,9 @@ async def test_the_sdk_skill_methods(stack: Stack, app_key: Account, tmp_path: P
     assert isinstance(out["points"]["points"], list)
     assert [r["reference"] for r in out["compare"]["results"]] == ["default", "default@production"]
     assert out["compare"]["results"][0]["status"] == 200
+    assert 0 < out["capped"]["metrics"]["output_tokens"] <= 2 and len(out["capped_stream"]) <= 1
+    # the trained model points at all three green squares of test image 33 (see the settings test below)
+    assert len(out["one_point"]["points"]) == (1 if stack.model.trained else len(out["one_point"]["points"][:1]))
     assert [r["skill"] for r in out["batch"]["results"]] == ["caption", "point"]
     assert out["error"].status == 400 and "`image_url`" in out["error"].message
     assert out["stream_error"].status == 404
@@ -219,6 +225,8 @@ def cli_session(base_url: str, key: str, path: Path, question: str, obj: str) ->
         "missing_file": analyze(str(path.with_name("nothing.png")), "caption"),
         "not_an_image": analyze(__file__, "caption"),
         "no_model": analyze(str(path), "query", question, "--model", "no-such-model"),
+        "capped": analyze(str(path), "caption", "--max-tokens", "2"),
+        "misplaced": analyze(str(path), "caption", "--max-objects", "1"),
     }
 
 
@@ -247,6 +255,8 @@ async def test_the_cli_analyzes_an_image(stack: Stack, tmp_path: Path) -> None:
     assert out["missing_file"].exit_code == 2 and "No such file" in out["missing_file"].output
     assert out["not_an_image"].exit_code == 1 and "400" in out["not_an_image"].output
     assert out["no_model"].exit_code == 1 and "404" in out["no_model"].output
+    assert out["capped"].exit_code == 0 and 0 < json.loads(out["capped"].output)["metrics"]["output_tokens"] <= 2
+    assert out["misplaced"].exit_code == 2 and "--max-objects is for detect and point" in out["misplaced"].output
     if stack.model.trained:
         assert normalise(answer["answer"]) == normalise(qa.answer), (qa.question, answer, qa.answer)
         assert any(iou(b, target.box) >= 0.5 for b in objects), (target, objects)
