@@ -79,7 +79,7 @@ class RegistryClient:
         models = [model_out(m) for m in reply.models]
         listed = [s.OpenAIModel(DEFAULT_MODEL, 0, "dreamforge")] if not page_token else []
         listed += [s.OpenAIModel(m.name, int(m.created_at.timestamp()) if m.created_at else 0, m.tenant_id)
-                      for m in models]
+                   for m in models]
         return s.ModelList(models, reply.page.next_page_token, data=listed)
 
     async def get_model(self, who: Principal, model: str) -> s.ModelOut:

@@ -110,7 +110,7 @@ class SkillFailure:
     status: int
     code: str
     message: str
-    grpc_code: grpc.StatusCode = grpc.StatusCode.UNKNOWN  # what the gRPC front reports
+    grpc_code: grpc.StatusCode  # what the gRPC front reports
 
 
 @dataclass

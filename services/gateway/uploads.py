@@ -32,13 +32,14 @@ from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 from multipart import MultipartError, MultipartParser, MultipartPart, parse_options_header
 
 from dreamforge.images import MAX_IMAGE_BYTES
+from services.gateway.schemas import skills as s
 
-#: The routes that take a file, and the text fields each takes beside it (as in schemas/skills.py).
+#: The routes that take a file, and the text fields each takes beside it: its JSON body's fields but the
+#: image and the nested `settings`.
 UPLOAD_FIELDS: dict[str, tuple[str, ...]] = {
-    "/v1/caption": ("length", "stream", "model"),
-    "/v1/query": ("question", "stream", "model"),
-    "/v1/detect": ("object", "model"),
-    "/v1/point": ("object", "model"),
+    f"/v1/{skill}": tuple(f.name for f in msgspec.structs.fields(body) if f.name not in ("image_url", "settings"))
+    for skill, body in (("caption", s.CaptionRequest), ("query", s.QueryRequest), ("detect", s.DetectRequest),
+                        ("point", s.PointRequest))
 }
 #: Text fields a route cannot do without, and what to put in them.
 REQUIRED_FIELDS = {"question": "ask a question about the image", "object": 'name the object to find, e.g. "red circle"'}
