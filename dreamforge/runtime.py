@@ -116,7 +116,10 @@ class ServiceRuntime:
     async def _start_grpc(self) -> None:
         self.server = grpc.aio.server(
             interceptors=server_interceptors(),
-            options=[("grpc.max_receive_message_length", self.max_receive_message_bytes)])
+            # No SO_REUSEPORT (gRPC's default on Linux): a second server on a taken port must fail
+            # at bind, not silently share it and have the kernel hand it half the connections.
+            options=[("grpc.max_receive_message_length", self.max_receive_message_bytes),
+                     ("grpc.so_reuseport", 0)])
         for add_fn, servicer in self._servicers:
             add_fn(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -124,9 +127,17 @@ class ServiceRuntime:
                  reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
         await self._set_serving(False)
-        bound = self.server.add_insecure_port(f"{self.settings.host}:{self.port}")
+        address = f"{self.settings.host}:{self.port}"
+        cause: RuntimeError | None = None
+        try:
+            bound = self.server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpcio raises where older releases returned 0
+            bound, cause = 0, exc
         if bound == 0:
-            raise RuntimeError(f"{self.name}: cannot bind {self.settings.host}:{self.port}")
+            field = "gateway_grpc_port" if self.name == "gateway" else f"{self.name}_port"
+            variable = f"DREAMFORGE_{field.upper()}"
+            raise RuntimeError(f"{self.name}: cannot bind {address}: is another process listening there? "
+                               f"Stop it or choose another port with {variable}") from cause
         self.port = bound
         await self.server.start()
 
@@ -213,10 +224,10 @@ async def in_process(
     ready_timeout_s: float = 20.0,
 ) -> AsyncIterator[ServiceRuntime]:
     """Run a real service (its `build` + this runtime, on a free port) inside the caller's event loop,
-    ready on entry and drained on exit: how tests and benchmarks run services without processes."""
-    from dreamforge.infra import free_port
-
-    runtime = ServiceRuntime(name, settings, port=free_port())
+    ready on entry and drained on exit: how tests and benchmarks run services without processes.
+    Port 0 lets the OS pick at bind time (`runtime.port` is the bound one): a port chosen earlier
+    could be taken by another process before the server binds it."""
+    runtime = ServiceRuntime(name, settings, port=0)
     runtime.state = await build(runtime)
     task = asyncio.create_task(runtime.run(handle_signals=False))
     try:

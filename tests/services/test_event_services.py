@@ -5,6 +5,7 @@ say UNIMPLEMENTED with a clear message for what this release cannot do yet."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from dreamforge.events import (
     new_meta,
 )
 from dreamforge.grpcio import channel, health_status
+from dreamforge.runtime import ServiceRuntime
 from dreamforge.v1 import (
     billing_pb2,
     billing_pb2_grpc,
@@ -185,3 +187,17 @@ async def _expect_unimplemented(call: Awaitable[Any] | Callable[[], Awaitable[An
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert words in (err.value.details() or "")
     assert "not available in this DreamForge release yet" in (err.value.details() or "")
+
+
+async def test_a_service_on_a_taken_port_fails_at_bind_instead_of_sharing_it(nats_url: str, tmp_path: Path) -> None:
+    """gRPC listens with SO_REUSEPORT unless told not to; then a second server on the same port
+    starts "fine" and the kernel splits new connections between the two processes."""
+    settings = platform_settings(tmp_path, nats_url)
+    async with running_service("billing", build_billing, settings) as first:
+        second = ServiceRuntime("billing", settings, port=first.port)
+        second.state = await build_billing(second)
+        taken = f"billing: cannot bind 127.0.0.1:{first.port}: .*DREAMFORGE_BILLING_PORT"
+        with pytest.raises(RuntimeError, match=taken):
+            await asyncio.wait_for(second.run(handle_signals=False), timeout=10)  # sharing: it would serve
+        for _ in range(8):  # every new connection still reaches the first
+            assert await health_status(f"127.0.0.1:{first.port}") == "SERVING"
