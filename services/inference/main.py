@@ -86,6 +86,8 @@ async def build(runtime: ServiceRuntime) -> Inference:
         outbox.start_relay(runtime.bus, settle=lambda: service.activity.quiet(
             settings.events_quiet_ms / 1000, at_most_s=settings.events_linger_ms / 1000))
         subscriptions.append(await runtime.bus.nc.subscribe(MODEL_UPDATED.all_tenants, cb=on_core_message))
+        if settings.warm_up and not reason:
+            await service.warm_up()  # before ready: the first request finds the model loaded
 
     async def stop() -> None:
         for sub in subscriptions:

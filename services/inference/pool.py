@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
-from dreamforge.grpcio import FailedPrecondition
+from dreamforge.grpcio import FailedPrecondition, ServiceError
 from services.inference.runtime.base import ModelRuntime
 from services.inference.runtime.factory import create_runtime
 from services.inference.settings import InferenceSettings
@@ -61,7 +61,11 @@ class RuntimePool:
                 runtime = self._runtimes[path] = self.factory(self.settings, path)
                 await self._evict_beyond_limit()
             self._runtimes.move_to_end(path)
-        await runtime.start()
+        try:
+            await runtime.start()
+        except Exception as exc:  # kept in the pool: the next call tries again (the files may be fixed)
+            log.error("base model cannot be loaded", extra={"base": str(path), "error": repr(exc)})
+            raise ServiceError(f"the base model at {path} cannot be loaded: {type(exc).__name__}: {exc}") from exc
         return runtime
 
     def loaded(self) -> list[ModelRuntime]:

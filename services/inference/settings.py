@@ -42,6 +42,9 @@ class InferenceSettings(PlatformSettings):
         default=0, ge=0, description="torch intra-op threads; 0 = chosen per batch: torch's default for big "
                                      "batches and big models, one fewer for a small model's small "
                                      "batches (serving_threads)")
+    warm_up: bool = Field(
+        default=True, description="Load the default model and run one short generation before reporting ready, "
+                                  "so the first request does not pay for loading (seconds with Triton)")
     registry_timeout_s: float = Field(default=10.0, gt=0, description="Deadline of calls to the registry")
     events_quiet_ms: float = Field(
         default=20.0, ge=0, le=5000,
