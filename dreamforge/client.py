@@ -16,6 +16,7 @@ import base64
 import io
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 ImageInput: TypeAlias = "PILImage | bytes | str | os.PathLike[str]"
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+#: Longest `Retry-After` the client sleeps through by itself; a longer one (a monthly quota) is raised at once.
+MAX_RETRY_WAIT_S = 30.0
 
 
 class DreamForgeError(Exception):
@@ -42,10 +45,16 @@ class DreamForgeError(Exception):
 
 
 class DreamForge:
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 30.0) -> None:
+    """`max_retries`: how often a call that was certainly not served is sent again — refused by the rate limit
+    (429, after its `Retry-After`) or not connected at all — and, for reads, a 502/503/504. A skill call that
+    reached the platform is never repeated: it may have been served and billed."""
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 30.0,
+                 max_retries: int = 2) -> None:
         key = api_key or os.environ.get("DREAMFORGE_API_KEY")
         if not key:
             raise ValueError("an API key is needed: pass api_key= or set DREAMFORGE_API_KEY")
+        self.max_retries = max(0, max_retries)
         self.base_url = (base_url or os.environ.get("DREAMFORGE_URL") or DEFAULT_URL).rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s,
                                   headers={"Authorization": f"Bearer {key}"})
@@ -70,8 +79,26 @@ class DreamForge:
             raise DreamForgeError(response.status_code, "http_error", response.text[:500]) from None
         raise DreamForgeError(response.status_code, code, message, request_id)
 
+    def _send(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
+        """Send one request, again after a pause while `retry_delay` says it is safe and worth it."""
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                response = self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout):  # nothing reached the gateway
+                if last:
+                    raise
+                time.sleep(_backoff_s(attempt))
+                continue
+            delay = None if last else retry_delay(method, response, attempt)
+            if delay is None:
+                return response
+            response.close()
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        response = self._send(method, path, **kwargs)
         self._raise_for(response)
         if response.status_code == 204 or not response.content:
             return None
@@ -256,7 +283,7 @@ class DreamForge:
         """Finance report (scope `finance`): the JSON report, or the RFC 4180 CSV text with csv=True."""
         params = {"group_by": group_by if isinstance(group_by, str) else ",".join(group_by), "from": start,
                   "to": end, "format": "csv" if csv else "json", "tenant": tenant}
-        response = self._http.get("/v1/usage/report", params=params)
+        response = self._send("GET", "/v1/usage/report", params=params)
         self._raise_for(response)
         return response.text if csv else response.json()
 
@@ -277,8 +304,7 @@ class DreamForge:
 
     def _stream(self, path: str, body: dict[str, Any]) -> Iterator[str]:
         """The text pieces of a streamed caption or answer (server-sent events)."""
-        request = self._http.build_request("POST", path, json={**body, "stream": True})
-        response = self._http.send(request, stream=True)
+        response = self._send("POST", path, stream=True, json={**body, "stream": True})
         try:
             if response.status_code >= 400:
                 response.read()
@@ -305,6 +331,23 @@ class DreamForge:
                 response.close()
 
         return pieces()
+
+
+def retry_delay(method: str, response: httpx.Response, attempt: int) -> float | None:
+    """Seconds to wait before sending `response`'s request again, or None not to. Only what was certainly not
+    served: a 429 (the rate limit refused it; after `Retry-After` when that is at most MAX_RETRY_WAIT_S), and a
+    502/503/504 of a GET (reads have no effect to repeat)."""
+    if response.status_code == 429:
+        header = response.headers.get("Retry-After", "")
+        wait = float(header) if header.strip().isdigit() else _backoff_s(attempt)
+        return wait if wait <= MAX_RETRY_WAIT_S else None
+    if method == "GET" and response.status_code in (502, 503, 504):
+        return _backoff_s(attempt)
+    return None
+
+
+def _backoff_s(attempt: int) -> float:
+    return float(min(8.0, 0.5 * 2 ** attempt))
 
 
 def _model(model: str | None) -> dict[str, str]:

@@ -206,6 +206,39 @@ async def test_the_sdk_skill_methods(stack: Stack, app_key: Account, tmp_path: P
     assert out["stream_error"].status == 404
 
 
+def rate_limited_session(base_url: str, key: str) -> dict[str, Any]:
+    """Spend the key's whole bucket, then call a skill with and without retries (blocking: run in a thread)."""
+    image = get_sample("test", 1).image
+    out: dict[str, Any] = {}
+    with DreamForge(api_key=key, base_url=base_url) as df, \
+            DreamForge(api_key=key, base_url=base_url, max_retries=0) as once:
+        def spend_bucket() -> int:
+            for calls in range(1, 200):
+                try:
+                    once.whoami()
+                except DreamForgeError as exc:
+                    assert exc.status == 429, exc
+                    return calls
+            raise AssertionError("the rate limit never refused a call")
+
+        out["spent"] = spend_bucket()
+        try:
+            once.caption(image, length="short")
+        except DreamForgeError as exc:
+            out["refused"] = exc
+        spend_bucket()
+        out["retried"] = df.caption(image, length="short")  # waits out Retry-After, then is served
+    return out
+
+
+async def test_the_sdk_waits_out_the_rate_limit_and_retries(stack: Stack) -> None:
+    account = await stack.account(scopes=("app",), rate_limit_per_minute=60)  # 60 at once, then one a second
+    out = await asyncio.to_thread(rate_limited_session, stack.base_url, account.key)
+    assert out["spent"] > 1
+    assert out["refused"].status == 429 and "retry in" in out["refused"].message
+    assert out["retried"]["caption"] and out["retried"]["request_id"]
+
+
 def cli_session(base_url: str, key: str, path: Path, question: str, obj: str) -> dict[str, Any]:
     """`dreamforge analyze` as a user types it (blocking, so it runs in a thread)."""
     from click.testing import CliRunner
