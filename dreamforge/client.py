@@ -8,6 +8,7 @@ carrying the gateway's status, code and message (which say what to fix).
     for piece in df.query(Image.open("photo.jpg"), "How many circles?", stream=True):
         print(piece, end="")
     df.detect(png_bytes, "red circle", model="shapes@staging")["objects"]
+    df.chat("What is in the image?", "photo.jpg")["choices"][0]["message"]["content"]
 """
 
 from __future__ import annotations
@@ -203,6 +204,26 @@ class DreamForge:
         body = {"image_url": image_url(image), "object": object, **_model(model), **_settings(max_objects=max_objects)}
         return dict(self._call("POST", "/v1/point", json=body))
 
+    def chat(self, message: str | list[dict[str, Any]], image: ImageInput | None = None, model: str | None = None,
+             stream: bool = False, max_tokens: int | None = None) -> Any:
+        """A chat reply (`POST /v1/chat/completions`, OpenAI's shape): `message` is the user's words about
+        `image`, or a whole OpenAI `messages` list (images as `image_url` parts). Returns the completion, the
+        reply in `choices[0]["message"]["content"]`; with stream=True, an iterator of the reply's pieces."""
+        if isinstance(message, str):
+            content: list[dict[str, Any]] = [{"type": "text", "text": message}]
+            if image is not None:
+                content.insert(0, {"type": "image_url", "image_url": {"url": image_url(image)}})
+            messages = [{"role": "user", "content": content}]
+        elif image is not None:
+            raise TypeError("pass image= with a str message; a messages list carries its images as image_url parts")
+        else:
+            messages = message
+        body = {"model": model or "default", "messages": messages,
+                **({"max_tokens": max_tokens} if max_tokens is not None else {})}
+        if stream:
+            return self._stream("/v1/chat/completions", body)
+        return dict(self._call("POST", "/v1/chat/completions", json=body))
+
     def compare(self, skill: str, image: ImageInput, models: list[str], **fields: Any) -> dict[str, Any]:
         """One call (`question=`, `object=` or `length=` as the skill needs) on several models, side by side."""
         body = {"skill": skill, "image_url": image_url(image), "models": models, **fields}
@@ -303,7 +324,7 @@ class DreamForge:
         return dict(self._call("PUT", f"/v1/billing/tenants/{tenant_id}/plan", json=body))
 
     def _stream(self, path: str, body: dict[str, Any]) -> Iterator[str]:
-        """The text pieces of a streamed caption or answer (server-sent events)."""
+        """The text pieces of a streamed caption, answer or chat reply (server-sent events)."""
         response = self._send("POST", path, stream=True, json={**body, "stream": True})
         try:
             if response.status_code >= 400:
@@ -318,15 +339,21 @@ class DreamForge:
                 for line in response.iter_lines():
                     if not line.startswith("data: "):
                         continue
-                    event = json.loads(line[len("data: "):])
+                    data = line[len("data: "):]
+                    if data == "[DONE]":  # OpenAI's end of stream
+                        return
+                    event = json.loads(data)
                     if "error" in event:
                         error = event["error"]
                         raise DreamForgeError(502, error.get("code", ""), error.get("message", ""),
                                               error.get("request_id", ""))
-                    if event.get("chunk"):
+                    if event.get("chunk"):  # Moondream's shape
                         yield event["chunk"]
                     if event.get("completed"):
                         return
+                    for choice in event.get("choices") or ():  # OpenAI's chat.completion.chunk
+                        if (choice.get("delta") or {}).get("content"):
+                            yield choice["delta"]["content"]
             finally:
                 response.close()
 

@@ -177,7 +177,16 @@ def sdk_session(base_url: str, key: str, path: Path) -> dict[str, Any]:
             "one_point": df.point(get_sample("test", 33).image, "green square", max_objects=1),
             "batch": df.batch([{"skill": "caption", "image": image}, {"skill": "point", "image": path,
                                                                        "object": "x"}]),
+            "chat": df.chat("how many shapes are there?", image),
+            "chat_stream": list(df.chat("how many shapes are there?", path, stream=True)),
+            "chat_messages": df.chat([{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": to_data_url(image)}},
+                {"type": "text", "text": "how many shapes are there?"}]}], max_tokens=1),
         }
+        try:
+            list(df.chat("hello", image, model="no-such-model", stream=True))
+        except DreamForgeError as exc:
+            out["chat_stream_error"] = exc
         try:
             df.detect(b"definitely not an image", "cat")
         except DreamForgeError as exc:
@@ -204,6 +213,11 @@ async def test_the_sdk_skill_methods(stack: Stack, app_key: Account, tmp_path: P
     assert [r["skill"] for r in out["batch"]["results"]] == ["caption", "point"]
     assert out["error"].status == 400 and "`image_url`" in out["error"].message
     assert out["stream_error"].status == 404
+    reply = out["chat"]["choices"][0]["message"]["content"]
+    assert reply and "".join(out["chat_stream"]) == reply and len(out["chat_stream"]) >= 1
+    assert out["chat_messages"]["usage"]["completion_tokens"] == 1
+    assert out["chat_messages"]["choices"][0]["finish_reason"] == "length"
+    assert out["chat_stream_error"].status == 404 and "no-such-model" in out["chat_stream_error"].message
 
 
 def rate_limited_session(base_url: str, key: str) -> dict[str, Any]:
