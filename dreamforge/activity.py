@@ -23,6 +23,10 @@ class Activity:
         self._idle.set()
         self._idle_since = time.monotonic()
 
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
     @contextlib.contextmanager
     def busy(self) -> Iterator[None]:
         """Marks one request in flight for the `with` block."""

@@ -31,6 +31,7 @@ from grpc_reflection.v1alpha import reflection
 from dreamforge.bus import EventBus
 from dreamforge.db import Database, Migration
 from dreamforge.logging import configure_logging
+from dreamforge.metrics import configure_metrics
 from dreamforge.settings import PlatformSettings
 from dreamforge.tracing import configure_tracing, server_interceptors
 
@@ -191,6 +192,7 @@ def service_main(name: str, settings: PlatformSettings, build: Callable[[Service
     workers); it then runs on asyncio's own loop, not uvloop (see `event_loop_factory`)."""
     configure_logging(name, settings.log_level, settings.log_format)
     configure_tracing(name, settings.otlp_endpoint, trace_file=settings.trace_file)
+    configure_metrics(name, settings.metrics_port, settings.host)
 
     async def main() -> None:
         runtime = ServiceRuntime(name, settings)

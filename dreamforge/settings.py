@@ -45,6 +45,9 @@ class PlatformSettings(BaseSettings):
     )
     otlp_endpoint: str = Field(default="", description="OTLP gRPC endpoint for traces; empty = no export")
     trace_file: str = Field(default="", description="Append every span to this file as JSON lines; empty = none")
+    metrics_port: int = Field(default=0, ge=0, le=65535,
+                              description="Serve Prometheus metrics at http://<host>:<port>/metrics; 0 = off "
+                                          "(one port per process: dreamforge/metrics.py)")
     log_level: str = "INFO"
     log_format: str = Field(default="json", description="json | text")
 

@@ -20,13 +20,15 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterable
 from dataclasses import replace
 
+from opentelemetry.metrics import CallbackOptions, Observation
 from PIL import Image
 
 from dreamforge.activity import Activity
 from dreamforge.grpcio import FailedPrecondition, ServiceError
+from dreamforge.metrics import meter
 from dreamforge.tracing import tracer
 from dreamforge.v1 import common_pb2, events_pb2, inference_pb2
 from services.inference.artifacts import AdapterFiles
@@ -39,6 +41,9 @@ from services.inference.validation import Limits, Prepared
 
 log = logging.getLogger("dreamforge.inference")
 _tracer = tracer("dreamforge.inference")
+_meter = meter("dreamforge.inference")
+#: What the autoscaler scales inference on (deploy/k8s/inference.yaml), as Prometheus names it.
+IN_FLIGHT_METRIC = "dreamforge_inference_requests_in_flight"
 PREFETCH_MAX_AGE_S = 120.0
 
 
@@ -58,6 +63,13 @@ class InferenceService:
         self.prefetch = True
         #: Requests in flight: the outbox relay publishes their events in a quiet moment.
         self.activity = Activity()
+        _meter.create_observable_gauge(
+            "dreamforge.inference.requests.in_flight", callbacks=[self._observe_in_flight],
+            description="Skill requests this process is answering (queued for the model, generating, recording): "
+                        "the load the autoscaler scales on")
+        self._served = _meter.create_histogram(
+            "dreamforge.inference.request.duration", unit="ms",
+            description="Time to answer a served request (resolution, queue, generation, the events' commit)")
 
     # -- requests ---------------------------------------------------------------------------
     async def answer(self, request: Prepared) -> inference_pb2.SkillResponse:
@@ -127,6 +139,7 @@ class InferenceService:
                              points=output.points[:request.max_objects])
         with _tracer.start_as_current_span("inference.record"):
             await self.events.record(Served(request, route, output, latency_ms), image_kept)
+        self._served.record(latency_ms, {"skill": request.skill})
         return inference_pb2.SkillResponse(
             request_id=request.request_id, text=output.text,
             objects=[inference_pb2.Box(x_min=b[0], y_min=b[1], x_max=b[2], y_max=b[3]) for b in output.boxes],
@@ -170,6 +183,9 @@ class InferenceService:
                                                           "alias": alias, "error": repr(exc)})
 
     # -- introspection / lifecycle -------------------------------------------------------------
+    def _observe_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self.activity.in_flight)
+
     async def warm_up(self) -> None:
         """Load the default model and run one short generation before the service reports ready, so the
         first request pays for neither. Why: through `make run` on 2 cores the first caption took 253 ms

@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
+from services.inference.service import IN_FLIGHT_METRIC
+
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -327,19 +329,32 @@ def test_triton_is_reachable_by_inference() -> None:
     assert "--model-repository=/models" in triton["args"]
 
 
+def _durable_consumers() -> set[str]:
+    """The durable JetStream consumers the services subscribe (`bus.subscribe(..., durable=...)`)."""
+    sources = (ROOT / "services").glob("*/main.py")
+    return {name for path in sources for name in re.findall(r'durable="([^"]+)"', path.read_text())}
+
+
 def test_autoscaling_on_queue_depth() -> None:
+    """Each GPU service scales on the depth of what it really consumes: inference on its requests in
+    flight (it takes them over gRPC, not from a JetStream queue), the trainer on its consumer's backlog."""
     hpas = _objects("HorizontalPodAutoscaler")
     deployments = _objects("Deployment")
     for name in GPU_SERVICES:
-        hpa = hpas[name]
-        assert hpa["apiVersion"] == "autoscaling/v2"
-        spec = hpa["spec"]
+        spec = hpas[name]["spec"]
+        assert hpas[name]["apiVersion"] == "autoscaling/v2"
         assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
         assert 1 <= spec["minReplicas"] < spec["maxReplicas"]
-        external = [m["external"] for m in spec["metrics"] if m["type"] == "External"]
-        assert external, name
-        metric = external[0]["metric"]
-        assert metric["name"] == "nats_jetstream_consumer_num_pending"
-        assert metric["selector"]["matchLabels"], name
         # The HPA owns the replica count; a fixed one in the Deployment would fight it.
         assert "replicas" not in deployments[name]["spec"], name
+    [inference] = hpas["inference"]["spec"]["metrics"]
+    assert inference["type"] == "Pods" and inference["pods"]["metric"]["name"] == IN_FLIGHT_METRIC
+    template = deployments["inference"]["spec"]["template"]
+    port = int(_one("ConfigMap", "dreamforge-config")["data"]["DREAMFORGE_METRICS_PORT"])
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert port in {p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+    [trainer] = hpas["trainer"]["spec"]["metrics"]
+    metric = trainer["external"]["metric"]
+    assert trainer["type"] == "External" and metric["name"] == "nats_jetstream_consumer_num_pending"
+    assert metric["selector"]["matchLabels"]["consumer_name"] in _durable_consumers()
+    assert "trainer-rewards" in _durable_consumers()  # the parse above finds the real names
