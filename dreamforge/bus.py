@@ -39,10 +39,15 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from dreamforge.events import DLQ_ROOT, EventType, streams
+from dreamforge.metrics import meter
 from dreamforge.tracing import extract_context, inject_headers
 
 log = logging.getLogger("dreamforge.bus")
 _tracer = trace.get_tracer("dreamforge.bus")
+#: Events taken off a durable consumer, by consumer and outcome (acked, redelivered, dead_lettered):
+#: a rising dead_lettered count is what to alert on.
+_consumed = meter("dreamforge.bus").create_counter(
+    "dreamforge.events.consumed", description="Events a durable consumer handled, by outcome")
 
 DUPLICATE_WINDOW_S = 120.0
 DEFAULT_BACKOFF_S = (0.2, 1.0, 3.0, 10.0, 30.0)
@@ -275,9 +280,11 @@ class EventBus:
                         "consumer": consumer.durable, "event_id": delivery.event_id,
                         "delivery": num, "retry_in_s": delay, "error": repr(exc)})
                     await msg.nak(delay=delay)
+                    _consumed.add(1, {"consumer": consumer.durable, "outcome": "redelivered"})
                 return
         await msg.ack()
         consumer.processed += 1
+        _consumed.add(1, {"consumer": consumer.durable, "outcome": "acked"})
 
     async def _handle_batch(self, consumer: _Consumer, messages: list[Msg]) -> bool:
         """All of `messages` through the batch handler and acked; False (nothing acked) when it
@@ -313,6 +320,7 @@ class EventBus:
         for msg in messages:
             await msg.ack()
         consumer.processed += len(messages)
+        _consumed.add(len(messages), {"consumer": consumer.durable, "outcome": "acked"})
         return True
 
     async def _dead_letter(self, consumer: _Consumer, msg: Msg, reason: str) -> None:
@@ -327,6 +335,7 @@ class EventBus:
         subject = f"{DLQ_ROOT}.{consumer.durable}.{msg.subject}"
         await self.js.publish(subject, msg.data, headers=headers)
         await msg.term()
+        _consumed.add(1, {"consumer": consumer.durable, "outcome": "dead_lettered"})
         log.error("event dead-lettered", extra={"consumer": consumer.durable, "subject": msg.subject,
                                                 "event_id": original_id, "reason": reason})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,3 +30,12 @@ running_service = in_process  # a real service inside the test's event loop (dre
 
 def platform_settings(home: Path, nats_url: str, **overrides: Any) -> PlatformSettings:
     return PlatformSettings(home=home, nats_url=nats_url, log_format="text", **overrides)
+
+
+def prometheus_value(text: str, name: str, **labels: str) -> float | None:
+    """The value of the first series `name` with `labels` in Prometheus's text format (None when absent)."""
+    for line in text.splitlines():
+        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
+            return float(match.group(2))
+    return None

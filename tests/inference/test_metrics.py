@@ -1,12 +1,12 @@
 """`python -m services.inference` with DREAMFORGE_METRICS_PORT serves Prometheus metrics: the requests in
-flight (what deploy/k8s/inference.yaml scales on) and the time to answer, by skill."""
+flight (what deploy/k8s/inference.yaml scales on), the time to answer by skill, and the events its
+durable consumer handled by outcome."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import re
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 import httpx
+import nats
 
+from dreamforge.events import MODEL_UPDATED, new_meta
 from dreamforge.grpcio import channel, health_status
 from dreamforge.infra import free_ports
-from dreamforge.v1 import common_pb2, inference_pb2, inference_pb2_grpc
+from dreamforge.v1 import common_pb2, events_pb2, inference_pb2, inference_pb2_grpc
 from services.inference.service import IN_FLIGHT_METRIC
 from services.registry.main import build as build_registry
-from tests.helpers import eventually, platform_settings, running_service
+from tests.helpers import eventually, platform_settings, prometheus_value, running_service
 from tests.inference.conftest import image_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,15 +55,6 @@ def log_file(path: Path) -> BinaryIO:
     return path.open("wb")
 
 
-def metric(text: str, name: str, **labels: str) -> float | None:
-    """The value of one series in Prometheus's text format (None when absent)."""
-    for line in text.splitlines():
-        match = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
-        if match and all(f'{k}="{v}"' in (match.group(1) or "") for k, v in labels.items()):
-            return float(match.group(2))
-    return None
-
-
 async def test_metrics_count_requests_in_flight_and_time_served_ones(
         shared_nats_url: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     gate = asyncio.Event()
@@ -85,7 +78,7 @@ async def test_metrics_count_requests_in_flight_and_time_served_ones(
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{metrics_port}") as scrape, \
                     channel(target) as ch:
                 async def value(name: str, **labels: str) -> float | None:
-                    return metric((await scrape.get("/metrics")).text, name, **labels)
+                    return prometheus_value((await scrape.get("/metrics")).text, name, **labels)
 
                 assert await value(IN_FLIGHT_METRIC) == 0
                 stub = inference_pb2_grpc.InferenceServiceStub(ch)  # type: ignore[no-untyped-call]
@@ -104,6 +97,26 @@ async def test_metrics_count_requests_in_flight_and_time_served_ones(
                 assert await value("dreamforge_inference_request_duration_milliseconds_count", skill="query") == 1
                 served_ms = await value("dreamforge_inference_request_duration_milliseconds_sum", skill="query")
                 assert served_ms is not None and served_ms >= answer.latency_ms * 0.99
+
+                # the event bus counts what its durable consumers handled, dead letters apart
+                nc = await nats.connect(shared_nats_url)
+                try:
+                    update = events_pb2.ModelUpdated(meta=new_meta("t_metrics", "registry", "m1"), model_id="mdl_m",
+                                                     alias="production", version=1, action="promote")
+                    await nc.jetstream().publish(MODEL_UPDATED.subject("t_metrics"), update.SerializeToString())
+                    await nc.jetstream().publish(MODEL_UPDATED.subject("t_metrics"), b"\xff not protobuf")
+                finally:
+                    await nc.close()
+
+                async def counted() -> bool:
+                    text = (await scrape.get("/metrics")).text
+                    acked = prometheus_value(text, "dreamforge_events_consumed_total", consumer="inference-routes",
+                                             outcome="acked")
+                    dead = prometheus_value(text, "dreamforge_events_consumed_total", consumer="inference-routes",
+                                            outcome="dead_lettered")
+                    return (acked or 0) >= 1 and (dead or 0) >= 1
+
+                await eventually(counted, timeout_s=15)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
