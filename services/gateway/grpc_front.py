@@ -4,8 +4,10 @@ Callers authenticate with metadata `authorization: Bearer <api key>`; the key gi
 tenant and scopes (the `caller` field of a forwarded request is always overwritten).
 The same per-key rate limit as HTTP applies. Skill calls go through the same
 `SkillService` as REST: images and texts are checked first (INVALID_ARGUMENT naming the
-field), every call carries a request id (the request's, else metadata `x-request-id`,
-else a new one; sent back as `x-request-id` metadata). Backend gRPC errors pass through
+field), every call gets a new request id from the gateway (sent back as `x-request-id`
+metadata; it names the recorded, billed output, so callers cannot choose it: see
+request_ids.py), and a sane `request_id` field or `x-request-id` metadata of the caller's
+comes back as `x-client-request-id`. Backend gRPC errors pass through
 with their code and message; in `Batch` and `Compare` (REST's /v1/batch and /v1/compare)
 each call's error is its result, as `CallError`, and the other calls still answer.
 """
@@ -34,7 +36,7 @@ from dreamforge.v1 import (
 from services.gateway.auth import to_caller
 from services.gateway.keys import KeyStore, Principal, Unauthenticated
 from services.gateway.ratelimit import RateLimiter
-from services.gateway.request_ids import new_request_id
+from services.gateway.request_ids import new_request_id, sane_client_id
 from services.gateway.skills import (
     MAX_BATCH_CALLS,
     MAX_COMPARE_MODELS,
@@ -46,7 +48,6 @@ from services.gateway.skills import (
     call_from_message,
     check_model,
     message,
-    request_id_or,
 )
 
 log = logging.getLogger("dreamforge.gateway.grpc")
@@ -116,15 +117,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             context, self.registry.GetModel, registry_pb2.GetModelRequest(caller=to_caller(who), model=request.model))
         return model
 
-    def _request_id(self, request: Message, context: grpc.aio.ServicerContext) -> str:
-        """The request's `request_id`, else metadata `x-request-id`, else a new one (sane ids only)."""
+    @staticmethod
+    def _client_request_id(request: Message, context: grpc.aio.ServicerContext) -> str:
+        """The caller's own id for correlation: the request's `request_id`, else metadata `x-request-id` (sane only)."""
         metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        return request_id_or(getattr(request, "request_id", ""),
-                             request_id_or(metadata.get("x-request-id", ""), new_request_id()))
+        return sane_client_id(getattr(request, "request_id", "")) or sane_client_id(metadata.get("x-request-id", ""))
 
     async def _send_request_id(self, request: Message, context: grpc.aio.ServicerContext) -> str:
-        request_id = self._request_id(request, context)
-        await context.send_initial_metadata((("x-request-id", request_id),))
+        request_id = new_request_id()
+        client_id = self._client_request_id(request, context)
+        await context.send_initial_metadata((("x-request-id", request_id),
+                                             *((("x-client-request-id", client_id),) if client_id else ())))
         return request_id
 
     async def _checked(self, context: grpc.aio.ServicerContext, build: Callable[[], _T]) -> _T:

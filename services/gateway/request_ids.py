@@ -5,10 +5,13 @@ the request causes (gRPC calls, the events inference writes, their consumers), o
 the caller's span when the request carries a W3C `traceparent`; the access-log line is written
 inside it, so it carries the trace id.
 
-A client-supplied `X-Request-Id` is kept when it is sane (1-128 of [A-Za-z0-9._:-]),
-otherwise the gateway makes `req_<hex>`. The id lives in the ASGI scope's state so the
-exception handlers (which also run for unrouted paths) and the `before_send` hook that
-writes the header all see the same one. Each request's duration also goes to the
+The gateway always makes the id (`req_<hex>`): it names the served output that is recorded,
+billed and rated, so a client must not choose it — a reused id would be served again but
+recorded once (free answers), and another tenant's id would collide with theirs. A sane
+client-supplied `X-Request-Id` (1-128 of [A-Za-z0-9._:-]) is kept for correlation: echoed as
+`X-Client-Request-Id` and logged as `client_request_id`. The ids live in the ASGI scope's
+state so the exception handlers (which also run for unrouted paths) and the `before_send`
+hook that writes the headers all see the same ones. Each request's duration also goes to the
 `http.server.request.duration` metric (dreamforge/metrics.py).
 """
 
@@ -29,6 +32,7 @@ from dreamforge.metrics import meter
 from dreamforge.tracing import extract_context, tracer
 
 HEADER = "x-request-id"
+CLIENT_HEADER = "x-client-request-id"
 _SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _STATE_KEY = "dreamforge_request_id"
 
@@ -49,21 +53,31 @@ def new_request_id() -> str:
 
 
 def ensure_request_id(scope: Scope) -> str:
-    """The request id of this connection, chosen on first use."""
+    """The request id of this connection, made on first use."""
     state = scope.setdefault("state", {})
     request_id: str | None = state.get(_STATE_KEY)
     if request_id is None:
-        supplied = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == HEADER.encode()), "")
-        request_id = supplied if _SANE.match(supplied) else new_request_id()
-        state[_STATE_KEY] = request_id
+        request_id = state[_STATE_KEY] = new_request_id()
     return request_id
 
 
+def sane_client_id(value: str) -> str:
+    """`value` when it is fit to log and echo as the caller's own id, else ""."""
+    return value if _SANE.match(value or "") else ""
+
+
+def client_request_id(scope: Scope) -> str:
+    """The caller's own `X-Request-Id` when sane, else ""."""
+    return sane_client_id(next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == HEADER.encode()), ""))
+
+
 async def add_request_id_header(message: Message, scope: Scope) -> None:
-    """`before_send` hook: every HTTP response (and WebSocket accept) carries the id."""
+    """`before_send` hook: every HTTP response (and WebSocket accept) carries the id, and the caller's own."""
     if message["type"] in ("http.response.start", "websocket.accept"):
         headers = list(message.get("headers") or [])
         headers.append((HEADER.encode(), ensure_request_id(scope).encode()))
+        if client_id := client_request_id(scope):
+            headers.append((CLIENT_HEADER.encode(), client_id.encode()))
         message["headers"] = headers
 
 
@@ -115,5 +129,6 @@ class RequestContextMiddleware(ASGIMiddleware):
                 access_log.info("request", extra={
                     "request_id": request_id, "method": method, "path": scope["path"], "status": status,
                     "duration_ms": round(elapsed_s * 1000, 2), "tenant_id": tenant_id, "key_id": key_id,
+                    "client_request_id": client_request_id(scope) or None,
                 })
                 current_request_id.reset(token)

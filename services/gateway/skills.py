@@ -70,7 +70,6 @@ LIMITS_TEXT = (
 EXAMPLE_IMAGE = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEUlEQVR42mP8z4AdMDEMKQkAzUEBD7"
                  "t4NqoAAAAASUVORK5CYII=")
 
-_SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _CHECKPOINT = re.compile(r"^[^/@\s]+/(?P<finetune>ft-[0-9a-f]{16})@(?P<step>\d{1,9})$")
 
 
@@ -144,11 +143,6 @@ def model_reference(value: str | None) -> str:
     if checkpoint:
         return f"{checkpoint['finetune']}@step-{checkpoint['step']}"
     return text or DEFAULT_MODEL
-
-
-def request_id_or(value: str, fallback: str) -> str:
-    """A caller-supplied request id when sane, else `fallback`."""
-    return value if _SANE_ID.match(value or "") else fallback
 
 
 def check_image_bytes(data: bytes, label: str) -> bytes:

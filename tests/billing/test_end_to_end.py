@@ -1,7 +1,8 @@
 """Served requests are billed: a caption through the gateway reaches inference (the real default
 model or a tiny one), inference's outbox publishes `usage.recorded`, billing prices it, and
-`GET /v1/usage` and the finance report show it — once, even though the client retries with the
-same request id."""
+`GET /v1/usage` and the finance report show it: each served request once, also when the client
+sends its own `X-Request-Id` twice (the gateway names outputs; a reused client id must not make
+a second answer free)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from tests.helpers import eventually, platform_settings, running_service
 __all__ = ["serving_model"]   # the session fixture, shared with the gateway's tests
 
 
-async def test_a_served_caption_is_billed_once(nats_url: str, redis_url: str, fake_stripe: FakeStripe,
+async def test_each_served_caption_is_billed_once(nats_url: str, redis_url: str, fake_stripe: FakeStripe,
                                               tmp_path: Path, serving_model: ServingModel) -> None:
     if serving_model.path is None:
         pytest.skip("torch is not installed: no model can serve a caption")
@@ -45,19 +46,19 @@ async def test_a_served_caption_is_billed_once(nats_url: str, redis_url: str, fa
             admin = {"Authorization": f"Bearer {(gw.home / 'admin-key').read_text().strip()}"}
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{runtime.state.http.port}", headers=admin,
                                          timeout=60) as c:
-                for _ in range(2):   # a retry with the same request id is served again but billed once
+                for _ in range(2):   # served twice: billed twice, whatever id the client sends
                     reply = await c.post("/v1/caption", json={"image_url": IMAGE},
-                                         headers={"X-Request-Id": "req_billed_once"})
+                                         headers={"X-Request-Id": "my-id"})
                     assert reply.status_code == 200, reply.text
 
                 async def billed() -> bool:
                     usage = (await c.get("/v1/usage")).json()
-                    return usage["requests"] >= 1
+                    return usage["requests"] >= 2
 
                 await eventually(billed, timeout_s=30)
                 usage = (await c.get("/v1/usage")).json()
                 assert (usage["requests"], usage["images"], usage["cost_minor_units"], usage["plan"]) == (
-                    1, 1, 2, "payg")
+                    2, 2, 4, "payg")
                 report = (await c.get("/v1/usage/report", params={"group_by": "skill,model,version"})).json()
-                assert [(r["group"]["skill"], r["requests"]) for r in report["rows"]] == [("caption", 1)]
+                assert [(r["group"]["skill"], r["requests"]) for r in report["rows"]] == [("caption", 2)]
                 assert report["rows"][0]["latency_p50_ms"] > 0

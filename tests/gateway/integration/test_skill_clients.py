@@ -316,11 +316,12 @@ async def test_grpc_front_serves_skills_and_streams_with_request_ids(stack: Stac
         stub = gateway_pb2_grpc.GatewayServiceStub(ch)
         reply = await stub.Query(inference_pb2.QueryRequest(image=image, question="how many shapes are there?"),
                                  metadata=metadata)
-        assert reply.request_id == "grpc-req-1" and reply.model_id and isinstance(reply.text, str)
+        assert reply.request_id.startswith("req_") and reply.model_id and isinstance(reply.text, str)
         chunks = [c async for c in stub.Stream(inference_pb2.StreamRequest(
             caption=inference_pb2.CaptionRequest(image=image, length="short", request_id="grpc-req-2")),
             metadata=metadata[:1])]
-        assert chunks[-1].completed and chunks[-1].final.request_id == "grpc-req-2"
+        assert chunks[-1].completed and chunks[-1].final.request_id.startswith("req_")
+        assert chunks[-1].final.request_id != reply.request_id
         assert "".join(c.text for c in chunks) == chunks[-1].final.text
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.Detect(inference_pb2.DetectRequest(image=image, object="x", model=inference_pb2.Target(
@@ -364,8 +365,8 @@ async def test_grpc_front_batch_and_compare(stack: Stack) -> None:
         too_many = await refused(stub.Batch, gateway_pb2.BatchRequest(calls=[query] * 17))
         no_call = await refused(stub.Compare, gateway_pb2.CompareRequest(models=["default"]))
 
-    assert batch.request_id == "grpc-batch"
-    assert [r.request_id for r in batch.results] == ["grpc-batch.0", "grpc-batch.1", "grpc-batch.2"]
+    assert batch.request_id.startswith("req_")  # not the caller's "grpc-batch": the gateway names outputs
+    assert [r.request_id for r in batch.results] == [f"{batch.request_id}.{i}" for i in range(3)]
     assert [r.WhichOneof("outcome") for r in batch.results] == ["response", "response", "error"]
     found = [{k: getattr(box, k) for k in ("x_min", "y_min", "x_max", "y_max")}
              for box in batch.results[0].response.objects]

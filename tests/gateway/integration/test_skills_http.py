@@ -10,13 +10,17 @@ from typing import Any
 
 import grpc
 import httpx
+import nats
 import pytest
 from PIL import Image
 
-from dreamforge.v1 import inference_pb2_grpc
+from dreamforge.events import USAGE_RECORDED
+from dreamforge.grpcio import channel
+from dreamforge.v1 import events_pb2, gateway_pb2_grpc, inference_pb2, inference_pb2_grpc
 from services.gateway.skills import MAX_BATCH_CALLS
 from tests.gateway.conftest import Stack, gateway_calling
 from tests.gateway.images import PNG, data_url, encoded, plain_base64
+from tests.helpers import eventually
 
 SKILL_PATHS = ["/v1/caption", "/v1/query", "/v1/detect", "/v1/point", "/v1/compare", "/v1/batch",
                "/v1/chat/completions"]
@@ -118,7 +122,8 @@ async def test_moondream_header_jpeg_webp_and_plain_base64_are_served_with_reque
             assert body["model"] and body["version"] >= 0 and body["latency_ms"] > 0
         reply = await c.post("/v1/point", json={"image_url": PNG, "object": "red square"},
                              headers={"X-Moondream-Auth": account.key, "X-Request-Id": "my-trace-42"})
-    assert reply.status_code == 200 and reply.json()["request_id"] == reply.headers["x-request-id"] == "my-trace-42"
+    assert reply.status_code == 200 and reply.json()["request_id"] == reply.headers["x-request-id"]
+    assert reply.headers["x-request-id"].startswith("req_") and reply.headers["x-client-request-id"] == "my-trace-42"
 
 
 async def test_every_skill_response_carries_its_request_id(stack: Stack) -> None:
@@ -231,3 +236,38 @@ async def test_openapi_documents_the_skill_routes_limits_and_streams(stack: Stac
         "application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
     assert batch["properties"]["requests"]["maxItems"] == MAX_BATCH_CALLS
 
+
+
+async def test_a_reused_client_request_id_cannot_hide_a_served_request(stack: Stack) -> None:
+    """Two different calls sent with the same `X-Request-Id` (or gRPC `request_id`) are two outputs, each
+    recorded and billed once: the gateway names outputs, the caller's id only comes back for correlation."""
+    account = await stack.account(scopes=("app",))
+    nc = await nats.connect(stack.nats_url)
+    usage: list[events_pb2.UsageRecorded] = []
+
+    async def collect(msg: Any) -> None:
+        usage.append(events_pb2.UsageRecorded.FromString(msg.data))
+
+    await nc.subscribe(USAGE_RECORDED.subject(account.tenant_id), cb=collect)
+    try:
+        async with stack.client(account) as c:
+            replies = [await c.post(f"/v1/{skill}", json={"image_url": PNG, **fields},
+                                    headers={"X-Request-Id": "same-id"})
+                       for skill, fields in (("query", {"question": "what colour is it?"}), ("point", {"object": "x"}))]
+        async with channel(stack.grpc_target) as ch:
+            stub = gateway_pb2_grpc.GatewayServiceStub(ch)  # type: ignore[no-untyped-call]
+            grpc_ids = [(await stub.Query(inference_pb2.QueryRequest(
+                request_id="same-id", image=inference_pb2.Image(data=encoded("PNG")), question=question),
+                metadata=(("authorization", f"Bearer {account.key}"),))).request_id
+                for question in ("what colour is it?", "how many shapes are there?")]
+        assert [r.status_code for r in replies] == [200, 200]
+        assert all(r.headers["x-client-request-id"] == "same-id" for r in replies)
+        ids = {r.json()["request_id"] for r in replies} | set(grpc_ids)
+        assert len(ids) == 4 and "same-id" not in ids
+
+        async def all_recorded() -> bool:
+            return {u.request_id for u in usage} >= ids
+        await eventually(all_recorded, timeout_s=15)
+        assert sorted(u.request_id for u in usage if u.request_id in ids) == sorted(ids)  # each once
+    finally:
+        await nc.close()

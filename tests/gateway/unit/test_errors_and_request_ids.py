@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from litestar.testing import TestClient
 
 from services.gateway.errors import EXCEPTION_HANDLERS, GRPC_TO_HTTP, validation_message
-from services.gateway.request_ids import ensure_request_id
+from services.gateway.request_ids import client_request_id, ensure_request_id
 from services.gateway.schemas.models import Promote, Rollback
 
 
@@ -84,10 +84,13 @@ def scope_with(request_id: str | None) -> dict[str, object]:
     return {"type": "http", "headers": headers}
 
 
-def test_request_ids_keep_sane_client_ids_only() -> None:
-    assert ensure_request_id(scope_with("abc-123.x:y_z")) == "abc-123.x:y_z"  # type: ignore[arg-type]
+def test_the_gateway_makes_request_ids_and_echoes_sane_client_ids_only() -> None:
+    scope = scope_with("abc-123.x:y_z")
+    made = ensure_request_id(scope)  # type: ignore[arg-type]
+    assert made.startswith("req_") and ensure_request_id(scope) == made  # type: ignore[arg-type]
+    assert client_request_id(scope) == "abc-123.x:y_z"  # type: ignore[arg-type]
     for insane in ["", "has space", "x" * 129, "semi;colon", "ünï"]:
         assert ensure_request_id(scope_with(insane)).startswith("req_")  # type: ignore[arg-type]
-    scope = scope_with(None)
-    first = ensure_request_id(scope)  # type: ignore[arg-type]
-    assert first.startswith("req_") and ensure_request_id(scope) == first  # type: ignore[arg-type]
+        assert client_request_id(scope_with(insane)) == ""  # type: ignore[arg-type]
+    assert client_request_id(scope_with(None)) == ""  # type: ignore[arg-type]
+    assert ensure_request_id(scope_with("same")) != ensure_request_id(scope_with("same"))  # type: ignore[arg-type]
