@@ -31,8 +31,9 @@ class GatewayServiceStub:
     """The public gRPC front. Authenticate with metadata `authorization: Bearer <api key>`;
     the tenant and scopes come from the key, never from the request (`caller` is overwritten).
     Skill calls are checked as on REST (image decodable, within limits; question/object present):
-    INVALID_ARGUMENT names the field. Each answer's request id is the request's `request_id` when
-    set, else metadata `x-request-id`, else a new one; it is also sent as `x-request-id` metadata.
+    INVALID_ARGUMENT names the field. Each answer's request id is made by the gateway (it names the
+    recorded, billed output) and also sent as `x-request-id` metadata; the caller's own id (the
+    request's `request_id`, else metadata `x-request-id`) comes back as `x-client-request-id`.
     """
 
     def __init__(self, channel):
@@ -102,8 +103,9 @@ class GatewayServiceServicer:
     """The public gRPC front. Authenticate with metadata `authorization: Bearer <api key>`;
     the tenant and scopes come from the key, never from the request (`caller` is overwritten).
     Skill calls are checked as on REST (image decodable, within limits; question/object present):
-    INVALID_ARGUMENT names the field. Each answer's request id is the request's `request_id` when
-    set, else metadata `x-request-id`, else a new one; it is also sent as `x-request-id` metadata.
+    INVALID_ARGUMENT names the field. Each answer's request id is made by the gateway (it names the
+    recorded, billed output) and also sent as `x-request-id` metadata; the caller's own id (the
+    request's `request_id`, else metadata `x-request-id`) comes back as `x-client-request-id`.
     """
 
     def WhoAmI(self, request, context):
@@ -250,8 +252,9 @@ class GatewayService:
     """The public gRPC front. Authenticate with metadata `authorization: Bearer <api key>`;
     the tenant and scopes come from the key, never from the request (`caller` is overwritten).
     Skill calls are checked as on REST (image decodable, within limits; question/object present):
-    INVALID_ARGUMENT names the field. Each answer's request id is the request's `request_id` when
-    set, else metadata `x-request-id`, else a new one; it is also sent as `x-request-id` metadata.
+    INVALID_ARGUMENT names the field. Each answer's request id is made by the gateway (it names the
+    recorded, billed output) and also sent as `x-request-id` metadata; the caller's own id (the
+    request's `request_id`, else metadata `x-request-id`) comes back as `x-client-request-id`.
     """
 
     @staticmethod
