@@ -18,6 +18,7 @@ import io
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -46,9 +47,10 @@ class DreamForgeError(Exception):
 
 
 class DreamForge:
-    """`max_retries`: how often a call that was certainly not served is sent again — refused by the rate limit
-    (429, after its `Retry-After`) or not connected at all — and, for reads, a 502/503/504. A skill call that
-    reached the platform is never repeated: it may have been served and billed."""
+    """`max_retries`: how often a call is sent again when that is safe — refused by the rate limit (429, after
+    its `Retry-After`) or not connected at all — and, for reads and unary skill calls, after a 502/503/504 or a
+    lost answer: each skill call carries its own `Idempotency-Key`, so the gateway answers a retry from the
+    first call instead of serving (and billing) it twice. Streamed calls are not repeated once sent."""
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, timeout_s: float = 30.0,
                  max_retries: int = 2) -> None:
@@ -82,21 +84,27 @@ class DreamForge:
 
     def _send(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> httpx.Response:
         """Send one request, again after a pause while `retry_delay` says it is safe and worth it."""
+        repeatable = method == "GET" or "Idempotency-Key" in (kwargs.get("headers") or {})
         for attempt in range(self.max_retries + 1):
             last = attempt == self.max_retries
             try:
                 response = self._http.send(self._http.build_request(method, path, **kwargs), stream=stream)
-            except (httpx.ConnectError, httpx.ConnectTimeout):  # nothing reached the gateway
-                if last:
+            except httpx.TransportError as exc:
+                # Not connected: nothing reached the gateway. Otherwise only a repeatable request may go again.
+                if last or not (repeatable or isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))):
                     raise
                 time.sleep(_backoff_s(attempt))
                 continue
-            delay = None if last else retry_delay(method, response, attempt)
+            delay = None if last else retry_delay(response, attempt, repeatable)
             if delay is None:
                 return response
             response.close()
             time.sleep(delay)
         raise AssertionError("unreachable")
+
+    def _skill(self, path: str, body: dict[str, Any]) -> Any:
+        """A unary skill call under a fresh `Idempotency-Key`, so a retry is answered, not served, again."""
+        return self._call("POST", path, json=body, headers={"Idempotency-Key": f"sdk-{uuid.uuid4()}"})
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._send(method, path, **kwargs)
@@ -184,7 +192,7 @@ class DreamForge:
         body = {"image_url": image_url(image), "length": length, **_model(model), **_settings(max_tokens=max_tokens)}
         if stream:
             return self._stream("/v1/caption", body)
-        return dict(self._call("POST", "/v1/caption", json=body))
+        return dict(self._skill("/v1/caption", body))
 
     def query(self, image: ImageInput, question: str, model: str | None = None, stream: bool = False,
               max_tokens: int | None = None) -> Any:
@@ -192,17 +200,17 @@ class DreamForge:
                 **_settings(max_tokens=max_tokens)}
         if stream:
             return self._stream("/v1/query", body)
-        return dict(self._call("POST", "/v1/query", json=body))
+        return dict(self._skill("/v1/query", body))
 
     def detect(self, image: ImageInput, object: str, model: str | None = None,
                max_objects: int | None = None) -> dict[str, Any]:
         body = {"image_url": image_url(image), "object": object, **_model(model), **_settings(max_objects=max_objects)}
-        return dict(self._call("POST", "/v1/detect", json=body))
+        return dict(self._skill("/v1/detect", body))
 
     def point(self, image: ImageInput, object: str, model: str | None = None,
               max_objects: int | None = None) -> dict[str, Any]:
         body = {"image_url": image_url(image), "object": object, **_model(model), **_settings(max_objects=max_objects)}
-        return dict(self._call("POST", "/v1/point", json=body))
+        return dict(self._skill("/v1/point", body))
 
     def chat(self, message: str | list[dict[str, Any]], image: ImageInput | None = None, model: str | None = None,
              stream: bool = False, max_tokens: int | None = None) -> Any:
@@ -222,18 +230,18 @@ class DreamForge:
                 **({"max_tokens": max_tokens} if max_tokens is not None else {})}
         if stream:
             return self._stream("/v1/chat/completions", body)
-        return dict(self._call("POST", "/v1/chat/completions", json=body))
+        return dict(self._skill("/v1/chat/completions", body))
 
     def compare(self, skill: str, image: ImageInput, models: list[str], **fields: Any) -> dict[str, Any]:
         """One call (`question=`, `object=` or `length=` as the skill needs) on several models, side by side."""
         body = {"skill": skill, "image_url": image_url(image), "models": models, **fields}
-        return dict(self._call("POST", "/v1/compare", json=body))
+        return dict(self._skill("/v1/compare", body))
 
     def batch(self, calls: list[dict[str, Any]]) -> dict[str, Any]:
         """Several calls at once: each `{"skill", "image", "model"?, "question"?/"object"?/"length"?}`."""
         requests = [{k: v for k, v in c.items() if k != "image"} | {"image_url": image_url(c["image"])}
                     for c in calls]
-        return dict(self._call("POST", "/v1/batch", json={"requests": requests}))
+        return dict(self._skill("/v1/batch", {"requests": requests}))
 
     # -- feedback and rewards ----------------------------------------------------
     def rate(self, request_id: str, kind: str, value: Any, *, other_request_id: str = "", comment: str = "",
@@ -360,15 +368,16 @@ class DreamForge:
         return pieces()
 
 
-def retry_delay(method: str, response: httpx.Response, attempt: int) -> float | None:
-    """Seconds to wait before sending `response`'s request again, or None not to. Only what was certainly not
-    served: a 429 (the rate limit refused it; after `Retry-After` when that is at most MAX_RETRY_WAIT_S), and a
-    502/503/504 of a GET (reads have no effect to repeat)."""
-    if response.status_code == 429:
+def retry_delay(response: httpx.Response, attempt: int, repeatable: bool) -> float | None:
+    """Seconds to wait before sending `response`'s request again, or None not to. A 429 (the rate limit refused
+    it; after `Retry-After` when that is at most MAX_RETRY_WAIT_S), and a 502/503/504 of a `repeatable` request:
+    a read, or a call under an `Idempotency-Key` (the gateway answers a retry from the first call)."""
+    running = repeatable and response.status_code == 409 and "Retry-After" in response.headers  # the keyed first call
+    if response.status_code == 429 or running:
         header = response.headers.get("Retry-After", "")
         wait = float(header) if header.strip().isdigit() else _backoff_s(attempt)
         return wait if wait <= MAX_RETRY_WAIT_S else None
-    if method == "GET" and response.status_code in (502, 503, 504):
+    if repeatable and response.status_code in (502, 503, 504):
         return _backoff_s(attempt)
     return None
 

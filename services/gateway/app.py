@@ -26,6 +26,7 @@ from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.event_relay import EventRelay
 from services.gateway.feedback_client import FeedbackClient
 from services.gateway.health import HealthService
+from services.gateway.idempotency import IdempotencyMiddleware
 from services.gateway.keys import KeyStore
 from services.gateway.openapi import ClosedStructs, DocumentErrors
 from services.gateway.ratelimit import RateLimiter
@@ -106,7 +107,8 @@ def create_app(deps: GatewayDeps) -> Litestar:
                         TuningController, FeedbackController, *RATER_ROUTES, *REWARD_ROUTES],
         dependencies=dependencies,
         middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter()),
-                    UploadMiddleware(settings.max_body_bytes)],
+                    UploadMiddleware(settings.max_body_bytes),
+                    IdempotencyMiddleware(deps.redis, settings.max_body_bytes)],
         exception_handlers={**EXCEPTION_HANDLERS, QuotaExceeded: quota_exceeded},
         plugins=[DocumentErrors(), ClosedStructs()],
         before_send=[add_request_id_header],

@@ -61,6 +61,11 @@ def ensure_request_id(scope: Scope) -> str:
     return request_id
 
 
+def adopt_request_id(scope: Scope, request_id: str) -> None:
+    """Answer this connection under an earlier request's id (an idempotent replay: idempotency.py)."""
+    scope.setdefault("state", {})[_STATE_KEY] = request_id
+
+
 def sane_client_id(value: str) -> str:
     """`value` when it is fit to log and echo as the caller's own id, else ""."""
     return value if _SANE.match(value or "") else ""
@@ -127,7 +132,7 @@ class RequestContextMiddleware(ASGIMiddleware):
                 _durations.record(elapsed_s, {"http.request.method": method, "http.response.status_code": status,
                                               "http.route": scope.get("path_template") or ""})
                 access_log.info("request", extra={
-                    "request_id": request_id, "method": method, "path": scope["path"], "status": status,
+                    "request_id": ensure_request_id(scope), "method": method, "path": scope["path"], "status": status,
                     "duration_ms": round(elapsed_s * 1000, 2), "tenant_id": tenant_id, "key_id": key_id,
                     "client_request_id": client_request_id(scope) or None,
                 })

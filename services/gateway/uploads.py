@@ -156,7 +156,8 @@ def _from_raw(body: bytes, query: bytes, allowed: tuple[str, ...]) -> dict[str, 
     return {**fields, "image_url": _base64(body, "the request body")}
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body (413 beyond `limit`), for a middleware that must see it before the route."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -187,7 +188,7 @@ class UploadMiddleware(ASGIMiddleware):
         if allowed is None or media_type not in FORM_MEDIA_TYPES | IMAGE_MEDIA_TYPES:
             await next_app(scope, receive, send)  # JSON, as the route reads it
             return
-        body = await _read_body(receive, self.max_body_bytes)
+        body = await read_body(receive, self.max_body_bytes)
         if media_type == "multipart/form-data":
             fields = _from_form(body, content_type, allowed, self.max_body_bytes)
         elif media_type in FORM_MEDIA_TYPES:
@@ -198,16 +199,21 @@ class UploadMiddleware(ASGIMiddleware):
         kept = [(k, v) for k, v in scope.get("headers", ()) if k not in (b"content-type", b"content-length")]
         scope["headers"] = [*kept, (b"content-type", b"application/json"),
                             (b"content-length", str(len(encoded)).encode())]
-        sent = False
+        await next_app(scope, receive_again(encoded, receive), send)
 
-        async def replay() -> ReceiveMessage:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": encoded, "more_body": False}
-            return await receive()  # after the body: the client's disconnect, when it comes
 
-        await next_app(scope, replay, send)
+def receive_again(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the route `body` (already read), then the client's own messages (its disconnect)."""
+    sent = False
+
+    async def replay() -> ReceiveMessage:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _form_schema(path: str) -> Schema:

@@ -13,6 +13,7 @@ from litestar.response import Stream
 from dreamforge.grpcio import InvalidArgument
 from dreamforge.v1 import inference_pb2
 from services.gateway.auth import to_caller
+from services.gateway.idempotency import IdempotencyKeyHeader
 from services.gateway.keys import Principal
 from services.gateway.request_ids import ensure_request_id
 from services.gateway.routes.admin import SECURITY
@@ -78,7 +79,8 @@ def _finish_reason(max_tokens: int) -> Any:
       guards=APP, security=SECURITY, responses=BACKEND_ERRORS, operation_class=streaming_operation(OPENAI_EVENTS),
       summary="Chat about images (OpenAI-compatible)", description=CHAT_DESCRIPTION)
 async def chat_completions(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
-                           data: c.ChatCompletionRequest) -> Response[c.ChatCompletion]:
+                           data: c.ChatCompletionRequest,
+                           idempotency_key: IdempotencyKeyHeader = None) -> Response[c.ChatCompletion]:
     if data.tools:
         raise InvalidArgument("body field `tools`: tool calling is not supported")
     request_id = ensure_request_id(request.scope)

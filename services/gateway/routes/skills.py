@@ -21,6 +21,7 @@ from litestar.response import Stream
 
 from services.gateway.auth import requires, to_caller
 from services.gateway.errors import ErrorDetail
+from services.gateway.idempotency import IdempotencyKeyHeader
 from services.gateway.keys import Principal
 from services.gateway.openapi import BACKEND_STATUSES, error_responses
 from services.gateway.request_ids import ensure_request_id
@@ -44,7 +45,7 @@ from services.gateway.uploads import UPLOAD_TEXT, upload_operation
 
 APP = [requires("app")]
 #: Every status a backend (inference, via the registry) failure can become, documented on each skill route.
-BACKEND_ERRORS = error_responses(*BACKEND_STATUSES, 402)  # 402/429: the tenant's plan quota (billing)
+BACKEND_ERRORS = error_responses(*BACKEND_STATUSES, 402, 422)  # 402/429: the plan quota; 409/422: Idempotency-Key
 SSE_DESCRIPTION = ('With `"stream": true`: `text/event-stream`, one `data: {"chunk": "...", "completed": false}` '
                    'line per piece of text, then `data: {"completed": true, "request_id", "model", "version", '
                    '"alias", "latency_ms", "metrics"}`. A failure after the stream started is `event: error` '
@@ -116,7 +117,7 @@ async def _stream_or_run(skills: SkillService, principal: Principal, call: Skill
       status_code=200, guards=APP, security=SECURITY, responses=BACKEND_ERRORS,
       operation_class=upload_operation("/v1/caption", MoondreamStream), description=f"{DESCRIPTION} {SSE_DESCRIPTION}")
 async def caption(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
-                  data: s.CaptionRequest) -> Response[s.CaptionResponse]:
+                  data: s.CaptionRequest, idempotency_key: IdempotencyKeyHeader = None) -> Response[s.CaptionResponse]:
     call = SkillCall("caption", ensure_request_id(request.scope), model_reference(data.model),
                      image=await image_bytes_async(data.image_url, body("image_url")), length=data.length,
                      max_tokens=s.max_tokens(data.settings))
@@ -130,7 +131,7 @@ async def caption(request: Request[Any, Any, Any], principal: Principal, skills:
       tags=["skills"], status_code=200, guards=APP, security=SECURITY, responses=BACKEND_ERRORS,
       operation_class=upload_operation("/v1/query", MoondreamStream), description=f"{DESCRIPTION} {SSE_DESCRIPTION}")
 async def query(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
-                data: s.QueryRequest) -> Response[s.QueryResponse]:
+                data: s.QueryRequest, idempotency_key: IdempotencyKeyHeader = None) -> Response[s.QueryResponse]:
     image = await image_bytes_async(data.image_url, body("image_url"))
     call = SkillCall("query", ensure_request_id(request.scope), model_reference(data.model), image=image,
                      question=question_text(data.question), max_tokens=s.max_tokens(data.settings))
@@ -145,7 +146,7 @@ async def query(request: Request[Any, Any, Any], principal: Principal, skills: S
       operation_class=upload_operation("/v1/detect"),
       description=f"{DESCRIPTION} Boxes are normalised to [0, 1] (origin top-left).")
 async def detect(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
-                 data: s.DetectRequest) -> s.DetectResponse:
+                 data: s.DetectRequest, idempotency_key: IdempotencyKeyHeader = None) -> s.DetectResponse:
     image = await image_bytes_async(data.image_url, body("image_url"))
     call = SkillCall("detect", ensure_request_id(request.scope), model_reference(data.model), image=image,
                      object=object_text(data.object), max_objects=s.max_objects(data.settings))
@@ -158,7 +159,7 @@ async def detect(request: Request[Any, Any, Any], principal: Principal, skills: 
       operation_class=upload_operation("/v1/point"),
       description=f"{DESCRIPTION} Points are normalised to [0, 1] (origin top-left).")
 async def point(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
-                data: s.PointRequest) -> s.PointResponse:
+                data: s.PointRequest, idempotency_key: IdempotencyKeyHeader = None) -> s.PointResponse:
     image = await image_bytes_async(data.image_url, body("image_url"))
     call = SkillCall("point", ensure_request_id(request.scope), model_reference(data.model), image=image,
                      object=object_text(data.object), max_objects=s.max_objects(data.settings))
@@ -185,7 +186,7 @@ def _call_of(skill: str, request_id: str, model: str | None, image: bytes, lengt
                   f"with `status` and `error` while the others still answer. Input errors (image, missing "
                   f"question/object) are a 400 for the whole request.")
 async def compare(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
-                  data: s.CompareRequest) -> s.CompareResponse:
+                  data: s.CompareRequest, idempotency_key: IdempotencyKeyHeader = None) -> s.CompareResponse:
     request_id = ensure_request_id(request.scope)
     image = await image_bytes_async(data.image_url, body("image_url"))
     calls = [_call_of(data.skill, f"{request_id}.{i}", model, image, data.length, data.question, data.object)
@@ -202,7 +203,7 @@ async def compare(request: Request[Any, Any, Any], principal: Principal, skills:
                   f"(`<request id>.<index>`); a call that fails gives a result with `status` and `error` while "
                   f"the others still answer. Input errors are a 400 naming the call, e.g. `requests[2].object`.")
 async def batch(request: Request[Any, Any, Any], principal: Principal, skills: SkillService,
-                data: s.BatchRequest) -> s.BatchResponse:
+                data: s.BatchRequest, idempotency_key: IdempotencyKeyHeader = None) -> s.BatchResponse:
     request_id = ensure_request_id(request.scope)
     checked = await asyncio.gather(*(image_bytes_async(c.image_url, body(f"requests[{i}].image_url"))
                                      for i, c in enumerate(data.requests)), return_exceptions=True)

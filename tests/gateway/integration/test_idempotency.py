@@ -1,0 +1,120 @@
+"""`Idempotency-Key` on the skill routes, against the real gateway, inference and Redis: a retry is
+answered from the first call (served and recorded once), a key reused for another call is refused,
+and what was not answered can be retried for real."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+
+from dreamforge.events import USAGE_RECORDED
+from dreamforge.v1 import events_pb2
+from tests.gateway.conftest import Account, Stack
+from tests.gateway.images import PNG
+from tests.helpers import eventually
+
+
+@pytest.fixture
+async def account(stack: Stack) -> Account:
+    return await stack.account(scopes=("app",))
+
+
+@pytest.fixture
+async def recorded(stack: Stack, account: Account) -> AsyncIterator[list[str]]:
+    """The request ids of the account's `usage.recorded` events, as they are published."""
+    ids: list[str] = []
+    nc = await nats.connect(stack.nats_url)
+
+    async def collect(msg: Any) -> None:
+        ids.append(events_pb2.UsageRecorded.FromString(msg.data).request_id)
+
+    await nc.subscribe(USAGE_RECORDED.subject(account.tenant_id), cb=collect)
+    yield ids
+    await nc.close()
+
+
+def key() -> dict[str, str]:
+    return {"Idempotency-Key": f"test-{secrets.token_hex(8)}"}
+
+
+QUERY = {"image_url": PNG, "question": "what colour is the square?"}
+
+
+async def test_a_retry_gets_the_first_answer_and_is_recorded_once(
+        stack: Stack, account: Account, recorded: list[str]) -> None:
+    headers = key()
+    async with stack.client(account) as c:
+        first = await c.post("/v1/query", json=QUERY, headers=headers)
+        again = await c.post("/v1/query", json=QUERY, headers=headers)
+        other = await c.post("/v1/query", json=QUERY, headers=key())  # a new key: a new call
+    assert first.status_code == again.status_code == other.status_code == 200, (first.text, again.text)
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert again.headers["x-request-id"] == first.headers["x-request-id"] == first.json()["request_id"]
+    assert "idempotent-replayed" not in first.headers and other.json()["request_id"] != first.json()["request_id"]
+
+    async def both_recorded() -> bool:
+        return {first.json()["request_id"], other.json()["request_id"]} <= set(recorded)
+    await eventually(both_recorded, timeout_s=15)
+    await asyncio.sleep(1.5)  # the relay's longest wait: a second event for the retry would be out by now
+    assert sorted(recorded) == sorted([first.json()["request_id"], other.json()["request_id"]])
+
+
+async def test_a_key_is_bound_to_its_call_and_its_tenant(stack: Stack, account: Account) -> None:
+    headers = key()
+    async with stack.client(account) as c:
+        assert (await c.post("/v1/query", json=QUERY, headers=headers)).status_code == 200
+        reused = await c.post("/v1/query", json={**QUERY, "question": "how many shapes are there?"}, headers=headers)
+        elsewhere = await c.post("/v1/point", json={"image_url": PNG, "object": "square"}, headers=headers)
+    assert reused.status_code == elsewhere.status_code == 422
+    assert "`Idempotency-Key` was used before with a different request" in reused.json()["error"]["message"]
+    stranger = await stack.account(scopes=("app",))  # another tenant, the same key: its own call
+    async with stack.client(stranger) as c:
+        theirs = await c.post("/v1/query", json=QUERY, headers=headers)
+    assert theirs.status_code == 200 and "idempotent-replayed" not in theirs.headers
+
+
+async def test_concurrent_calls_with_one_key_are_answered_once(stack: Stack, account: Account) -> None:
+    headers = key()
+    async with stack.client(account) as c:
+        replies = await asyncio.gather(*(c.post("/v1/query", json=QUERY, headers=headers) for _ in range(4)))
+    served = [r for r in replies if r.status_code == 200 and "idempotent-replayed" not in r.headers]
+    assert len(served) == 1, [(r.status_code, r.text) for r in replies]
+    for reply in replies:
+        if reply.status_code == 409:
+            assert reply.headers["retry-after"] == "1" and "still being answered" in reply.json()["error"]["message"]
+        else:
+            assert reply.status_code == 200 and reply.json() == served[0].json()
+
+
+async def test_what_was_not_answered_can_be_retried_and_streams_are_refused(stack: Stack, account: Account) -> None:
+    headers = key()
+    async with stack.client(account) as c:
+        missing = await c.post("/v1/query", json={**QUERY, "model": "no-such-model"}, headers=headers)
+        again = await c.post("/v1/query", json={**QUERY, "model": "no-such-model"}, headers=headers)
+        fixed = await c.post("/v1/query", json={**QUERY, "model": "no-such-model"}, headers=key())
+        stream = await c.post("/v1/query", json={**QUERY, "stream": True}, headers=key())
+        bad_key = await c.post("/v1/query", json=QUERY, headers={"Idempotency-Key": "has space"})
+        unkeyed_stream = await c.post("/v1/query", json={**QUERY, "stream": True})
+    assert missing.status_code == again.status_code == fixed.status_code == 404  # run again, not replayed
+    assert "idempotent-replayed" not in again.headers
+    assert stream.status_code == 400 and "cannot be used with `\"stream\": true`" in stream.json()["error"]["message"]
+    assert bad_key.status_code == 400 and "Idempotency-Key" in bad_key.json()["error"]["message"]
+    assert unkeyed_stream.status_code == 200
+
+
+async def test_a_form_sent_again_matches_its_first_sending(stack: Stack, account: Account) -> None:
+    """Each multipart sending has a new boundary; the call is the same, so the retry is a replay."""
+    import base64
+
+    png = base64.b64decode(PNG.split(",", 1)[1])
+    headers = key()
+    async with stack.client(account) as c:
+        replies = [await c.post("/v1/detect", files={"image": ("s.png", png, "image/png")},
+                                data={"object": "square"}, headers=headers) for _ in range(2)]
+    assert [r.status_code for r in replies] == [200, 200], replies[0].text
+    assert replies[1].headers["idempotent-replayed"] == "true" and replies[1].json() == replies[0].json()
