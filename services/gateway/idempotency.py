@@ -116,10 +116,11 @@ class IdempotencyMiddleware(ASGIMiddleware):
             if status == 200 and content_type.startswith("application/json"):
                 answer = {"fingerprint": fingerprint, "request_id": ensure_request_id(scope),
                           "content_type": content_type, "body": b"".join(chunks).decode()}
-                await self.redis.set(slot, json.dumps(answer), ex=KEEP_S)
-                kept = True
-        except RedisError as exc:
-            log.warning("idempotency store unavailable, answer not kept", extra={"error": repr(exc)})
+                try:
+                    await self.redis.set(slot, json.dumps(answer), ex=KEEP_S)
+                    kept = True
+                except RedisError as exc:
+                    log.warning("idempotency store unavailable, answer not kept", extra={"error": repr(exc)})
         finally:
             if not kept:  # failed or not kept: the key is free for a real retry
                 try:

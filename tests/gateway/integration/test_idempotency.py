@@ -5,14 +5,17 @@ and what was not answered can be retried for real."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import nats
 import pytest
 
 from dreamforge.events import USAGE_RECORDED
+from dreamforge.infra import free_port
 from dreamforge.v1 import events_pb2
 from tests.gateway.conftest import Account, Stack
 from tests.gateway.images import PNG
@@ -118,3 +121,26 @@ async def test_a_form_sent_again_matches_its_first_sending(stack: Stack, account
                                 data={"object": "square"}, headers=headers) for _ in range(2)]
     assert [r.status_code for r in replies] == [200, 200], replies[0].text
     assert replies[1].headers["idempotent-replayed"] == "true" and replies[1].json() == replies[0].json()
+
+
+async def test_without_redis_keyed_calls_are_served_without_the_guarantee(stack: Stack, account: Account) -> None:
+    """Redis down: the call is answered (as the rate limit fails open), each sending served, none replayed."""
+    from redis.asyncio import Redis
+
+    from services.gateway.app import create_app
+    from services.gateway.http_server import HttpServer
+
+    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    http = HttpServer(create_app(dataclasses.replace(stack.gateway.deps, redis=dead)), "127.0.0.1", 0)
+    await http.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", headers=account.headers,
+                                     timeout=30) as c:
+            headers = key()
+            replies = [await c.post("/v1/query", json=QUERY, headers=headers) for _ in range(2)]
+    finally:
+        await http.stop()
+        await dead.aclose()
+    assert [r.status_code for r in replies] == [200, 200], replies[0].text
+    assert replies[0].json()["request_id"] != replies[1].json()["request_id"]
+    assert not any("idempotent-replayed" in r.headers for r in replies)
