@@ -56,13 +56,13 @@ def log_file(path: Path) -> BinaryIO:
 
 
 async def test_metrics_count_requests_in_flight_and_time_served_ones(
-        shared_nats_url: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+        nats_url: str, tiny_model_dir: Path, tmp_path: Path) -> None:
     gate = asyncio.Event()
     gate.set()
     inference_port, metrics_port = free_ports(2)
-    async with running_service("registry", build_registry, platform_settings(tmp_path / "registry", shared_nats_url)) \
+    async with running_service("registry", build_registry, platform_settings(tmp_path / "registry", nats_url)) \
             as registry, gated_proxy(registry.port, gate) as proxy_port:
-        env = {**os.environ, "DREAMFORGE_HOME": str(tmp_path / "inference"), "DREAMFORGE_NATS_URL": shared_nats_url,
+        env = {**os.environ, "DREAMFORGE_HOME": str(tmp_path / "inference"), "DREAMFORGE_NATS_URL": nats_url,
                "DREAMFORGE_REGISTRY_ADDR": f"127.0.0.1:{proxy_port}", "DREAMFORGE_INFERENCE_PORT": str(inference_port),
                "DREAMFORGE_METRICS_PORT": str(metrics_port), "DREAMFORGE_DEFAULT_MODEL": str(tiny_model_dir),
                "DREAMFORGE_LOG_FORMAT": "json"}
@@ -99,7 +99,7 @@ async def test_metrics_count_requests_in_flight_and_time_served_ones(
                 assert served_ms is not None and served_ms >= answer.latency_ms * 0.99
 
                 # the event bus counts what its durable consumers handled, dead letters apart
-                nc = await nats.connect(shared_nats_url)
+                nc = await nats.connect(nats_url)
                 try:
                     update = events_pb2.ModelUpdated(meta=new_meta("t_metrics", "registry", "m1"), model_id="mdl_m",
                                                      alias="production", version=1, action="promote")
