@@ -135,8 +135,7 @@ class ServiceRuntime:
         except RuntimeError as exc:  # grpcio raises where older releases returned 0
             bound, cause = 0, exc
         if bound == 0:
-            field = "gateway_grpc_port" if self.name == "gateway" else f"{self.name}_port"
-            variable = f"DREAMFORGE_{field.upper()}"
+            variable = f"DREAMFORGE_{self.settings.grpc_port_field(self.name).upper()}"
             raise RuntimeError(f"{self.name}: cannot bind {address}: is another process listening there? "
                                f"Stop it or choose another port with {variable}") from cause
         self.port = bound

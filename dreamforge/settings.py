@@ -69,8 +69,13 @@ class PlatformSettings(BaseSettings):
     max_deliveries: int = Field(default=5, description="Deliveries before an event goes to the dead-letter subject")
     shutdown_grace_s: float = Field(default=10.0, description="How long SIGTERM waits for in-flight work")
 
+    @staticmethod
+    def grpc_port_field(service: str) -> str:
+        """The setting that holds `service`'s gRPC port (env var: DREAMFORGE_ + it, upper case)."""
+        return "gateway_grpc_port" if service == "gateway" else f"{service}_port"
+
     def grpc_port(self, service: str) -> int:
-        port: int = getattr(self, f"{service}_port") if service != "gateway" else self.gateway_grpc_port
+        port: int = getattr(self, self.grpc_port_field(service))
         return port
 
     def grpc_target(self, service: str) -> str:

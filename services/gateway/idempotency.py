@@ -20,6 +20,7 @@ import logging
 import re
 from typing import Annotated, Any
 
+from litestar.datastructures import Headers
 from litestar.enums import ScopeType
 from litestar.exceptions import ClientException, HTTPException
 from litestar.middleware import ASGIMiddleware
@@ -58,7 +59,7 @@ class IdempotencyMiddleware(ASGIMiddleware):
         self.prefix = prefix
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        key = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == HEADER.encode()), None)
+        key = Headers.from_scope(scope).get(HEADER)
         if key is None or scope.get("method") != "POST" or scope["path"] not in IDEMPOTENT_PATHS:
             await next_app(scope, receive, send)
             return
@@ -84,13 +85,12 @@ class IdempotencyMiddleware(ASGIMiddleware):
         await self._answer_once(scope, receive_again(body, receive), send, next_app, slot, fingerprint)
 
     async def _answer_again(self, scope: Scope, send: Send, earlier: dict[str, Any] | None, fingerprint: str) -> None:
-        if earlier is None or "body" not in earlier:
-            if earlier is not None and earlier["fingerprint"] != fingerprint:
-                raise _reused()
+        if earlier is not None and earlier["fingerprint"] != fingerprint:
+            raise ClientException(status_code=422, detail="header `Idempotency-Key` was used before with a different "
+                                                          "request: use a new key for a new call")
+        if earlier is None or "body" not in earlier:  # still running (or its slot expired a moment ago)
             raise HTTPException(status_code=409, headers={"Retry-After": "1"},
                                 detail="a call with this `Idempotency-Key` is still being answered; retry in a moment")
-        if earlier["fingerprint"] != fingerprint:
-            raise _reused()
         adopt_request_id(scope, earlier["request_id"])  # the X-Request-Id of the first answer
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", earlier["content_type"].encode()),
@@ -136,7 +136,3 @@ def _streams(body: bytes) -> bool:
         return False  # the route refuses it with the message
     return isinstance(parsed, dict) and parsed.get("stream") is True
 
-
-def _reused() -> ClientException:
-    return ClientException(status_code=422, detail="header `Idempotency-Key` was used before with a different "
-                                                   "request: use a new key for a new call")

@@ -23,6 +23,7 @@ import secrets
 import time
 from contextvars import ContextVar
 
+from litestar.datastructures import Headers
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -73,7 +74,7 @@ def sane_client_id(value: str) -> str:
 
 def client_request_id(scope: Scope) -> str:
     """The caller's own `X-Request-Id` when sane, else ""."""
-    return sane_client_id(next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == HEADER.encode()), ""))
+    return sane_client_id(Headers.from_scope(scope).get(HEADER, ""))
 
 
 async def add_request_id_header(message: Message, scope: Scope) -> None:

@@ -42,8 +42,9 @@ from services.inference.validation import Limits, Prepared
 log = logging.getLogger("dreamforge.inference")
 _tracer = tracer("dreamforge.inference")
 _meter = meter("dreamforge.inference")
+IN_FLIGHT = "dreamforge.inference.requests.in_flight"
 #: What the autoscaler scales inference on (deploy/k8s/inference.yaml), as Prometheus names it.
-IN_FLIGHT_METRIC = "dreamforge_inference_requests_in_flight"
+IN_FLIGHT_METRIC = IN_FLIGHT.replace(".", "_")
 PREFETCH_MAX_AGE_S = 120.0
 
 
@@ -64,7 +65,7 @@ class InferenceService:
         #: Requests in flight: the outbox relay publishes their events in a quiet moment.
         self.activity = Activity()
         _meter.create_observable_gauge(
-            "dreamforge.inference.requests.in_flight", callbacks=[self._observe_in_flight],
+            IN_FLIGHT, callbacks=[self._observe_in_flight],
             description="Skill requests this process is answering (queued for the model, generating, recording): "
                         "the load the autoscaler scales on")
         self._served = _meter.create_histogram(
