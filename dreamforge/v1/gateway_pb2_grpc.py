@@ -34,6 +34,11 @@ class GatewayServiceStub:
     INVALID_ARGUMENT names the field. Each answer's request id is made by the gateway (it names the
     recorded, billed output) and also sent as `x-request-id` metadata; the caller's own id (the
     request's `request_id`, else metadata `x-request-id`) comes back as `x-client-request-id`.
+    To retry safely, send metadata `idempotency-key` (1-200 visible ASCII characters, e.g. a UUID) on
+    a unary skill call, Batch or Compare: a retry with the same key within 24 hours gets the first
+    reply back (the same request id; metadata `idempotent-replayed: true`), served and billed once.
+    The same key with another request is INVALID_ARGUMENT; while the first is still answering,
+    ABORTED with trailing metadata `retry-after: 1`. Failed calls are not kept; not with Stream.
     """
 
     def __init__(self, channel):
@@ -106,6 +111,11 @@ class GatewayServiceServicer:
     INVALID_ARGUMENT names the field. Each answer's request id is made by the gateway (it names the
     recorded, billed output) and also sent as `x-request-id` metadata; the caller's own id (the
     request's `request_id`, else metadata `x-request-id`) comes back as `x-client-request-id`.
+    To retry safely, send metadata `idempotency-key` (1-200 visible ASCII characters, e.g. a UUID) on
+    a unary skill call, Batch or Compare: a retry with the same key within 24 hours gets the first
+    reply back (the same request id; metadata `idempotent-replayed: true`), served and billed once.
+    The same key with another request is INVALID_ARGUMENT; while the first is still answering,
+    ABORTED with trailing metadata `retry-after: 1`. Failed calls are not kept; not with Stream.
     """
 
     def WhoAmI(self, request, context):
@@ -255,6 +265,11 @@ class GatewayService:
     INVALID_ARGUMENT names the field. Each answer's request id is made by the gateway (it names the
     recorded, billed output) and also sent as `x-request-id` metadata; the caller's own id (the
     request's `request_id`, else metadata `x-request-id`) comes back as `x-client-request-id`.
+    To retry safely, send metadata `idempotency-key` (1-200 visible ASCII characters, e.g. a UUID) on
+    a unary skill call, Batch or Compare: a retry with the same key within 24 hours gets the first
+    reply back (the same request id; metadata `idempotent-replayed: true`), served and billed once.
+    The same key with another request is INVALID_ARGUMENT; while the first is still answering,
+    ABORTED with trailing metadata `retry-after: 1`. Failed calls are not kept; not with Stream.
     """
 
     @staticmethod

@@ -7,7 +7,9 @@ The same per-key rate limit as HTTP applies. Skill calls go through the same
 field), every call gets a new request id from the gateway (sent back as `x-request-id`
 metadata; it names the recorded, billed output, so callers cannot choose it: see
 request_ids.py), and a sane `request_id` field or `x-request-id` metadata of the caller's
-comes back as `x-client-request-id`. Backend gRPC errors pass through
+comes back as `x-client-request-id`. With metadata `idempotency-key` a unary skill call,
+`Batch` or `Compare` is answered once (idempotency.py): a retry gets the first response back with
+the first request id and metadata `idempotent-replayed: true`. Backend gRPC errors pass through
 with their code and message; in `Batch` and `Compare` (REST's /v1/batch and /v1/compare)
 each call's error is its result, as `CallError`, and the other calls still answer.
 """
@@ -15,13 +17,15 @@ each call's error is its result, as `CallError`, and the other calls still answe
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from redis.exceptions import RedisError
 
 from dreamforge.grpcio import InvalidArgument, ServiceError
 from dreamforge.v1 import (
@@ -34,6 +38,8 @@ from dreamforge.v1 import (
     registry_pb2_grpc,
 )
 from services.gateway.auth import to_caller
+from services.gateway.idempotency import HEADER as IDEMPOTENCY_KEY
+from services.gateway.idempotency import REPLAYED_HEADER, Answer, IdempotencyStore, KeyReused, StillRunning, sane_key
 from services.gateway.keys import KeyStore, Principal, Unauthenticated
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.request_ids import new_request_id, sane_client_id
@@ -52,13 +58,15 @@ from services.gateway.skills import (
 
 log = logging.getLogger("dreamforge.gateway.grpc")
 _T = TypeVar("_T")
+_Reply = TypeVar("_Reply", inference_pb2.SkillResponse, gateway_pb2.BatchResponse)  # replies kept for a retry
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def __init__(self, keys: KeyStore, limiter: RateLimiter, registry: registry_pb2_grpc.RegistryServiceStub,
                  inference: inference_pb2_grpc.InferenceServiceStub, timeout_s: float = 30.0,
-                 quota: QuotaCheck | None = None) -> None:
+                 quota: QuotaCheck | None = None, idempotency: IdempotencyStore | None = None) -> None:
         self.keys = keys
+        self.idempotency = idempotency
         self.limiter = limiter
         self.registry = registry
         self.inference = inference
@@ -66,8 +74,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.skills = SkillService(inference, timeout_s, quota=quota)
 
     async def _principal(self, context: grpc.aio.ServicerContext, *any_of: str) -> Principal:
-        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        scheme, _, token = metadata.get("authorization", "").partition(" ")
+        scheme, _, token = (_metadata(context, "authorization") or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing API key: send metadata `authorization: Bearer <key>`")
@@ -120,8 +127,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     @staticmethod
     def _client_request_id(request: Message, context: grpc.aio.ServicerContext) -> str:
         """The caller's own id for correlation: the request's `request_id`, else metadata `x-request-id` (sane only)."""
-        metadata = {k.lower(): v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        return sane_client_id(getattr(request, "request_id", "")) or sane_client_id(metadata.get("x-request-id", ""))
+        own = getattr(request, "request_id", "")
+        return sane_client_id(own) or sane_client_id(_metadata(context, "x-request-id") or "")
 
     async def _send_request_id(self, request: Message, context: grpc.aio.ServicerContext) -> str:
         request_id = new_request_id()
@@ -138,21 +145,63 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             await context.abort(exc.code, str(exc))
             raise  # unreachable: abort raises
 
-    async def _call(self, skill: Skill, request: Message, context: grpc.aio.ServicerContext) -> SkillCall:
-        request_id = await self._send_request_id(request, context)
+    async def _call(self, skill: Skill, request: Message, context: grpc.aio.ServicerContext,
+                    request_id: str | None = None) -> SkillCall:
+        request_id = request_id or await self._send_request_id(request, context)
         return await self._checked(context, lambda: call_from_message(skill, request, request_id))
+
+    async def _answered_once(self, who: Principal, request: Message, context: grpc.aio.ServicerContext,
+                             answer: Callable[[str], Awaitable[_Reply]], reply_type: type[_Reply]) -> _Reply:
+        """`answer(request_id)`, once per `idempotency-key` of the tenant's: a retry gets the first reply back."""
+        key = _metadata(context, IDEMPOTENCY_KEY)
+        if self.idempotency is None or key is None:
+            return await answer(await self._send_request_id(request, context))
+        if not sane_key(key):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "metadata `idempotency-key` must be 1-200 visible ASCII characters (a UUID is usual)")
+        store = self.idempotency
+        slot = store.slot(who.tenant_id, key)
+        fingerprint = store.fingerprint(request.DESCRIPTOR.full_name, request.SerializeToString(deterministic=True))
+        try:
+            earlier = await store.claim(slot, fingerprint)
+        except KeyReused:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "metadata `idempotency-key` was used before with a "
+                                                                  "different request: use a new key for a new call")
+        except StillRunning:
+            context.set_trailing_metadata((("retry-after", "1"),))
+            await context.abort(grpc.StatusCode.ABORTED,
+                                "a call with this `idempotency-key` is still being answered; retry in a moment")
+        except RedisError as exc:
+            log.warning("idempotency store unavailable, call served without it", extra={"error": repr(exc)})
+            return await answer(await self._send_request_id(request, context))
+        if earlier is not None:
+            await context.send_initial_metadata((("x-request-id", earlier.request_id), (REPLAYED_HEADER, "true")))
+            return reply_type.FromString(base64.b64decode(earlier.body))
+
+        async def run() -> _Reply:
+            return await answer(await self._send_request_id(request, context))
+
+        def kept(reply: _Reply) -> Answer:
+            body = base64.b64encode(reply.SerializeToString()).decode()
+            return Answer(reply.request_id, "application/x-protobuf", body)
+
+        return await store.answer_once(slot, fingerprint, run, kept)
 
     async def _skill(self, skill: Skill, request: Message,
                      context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
         who = await self._principal(context, "app")
-        call = await self._call(skill, request, context)
-        try:
-            return await self.skills.run(to_caller(who), call)
-        except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), exc.details() or exc.code().name)
-        except ServiceError as exc:
-            await context.abort(exc.code, str(exc))
-        raise AssertionError("unreachable")
+
+        async def answer(request_id: str) -> inference_pb2.SkillResponse:
+            call = await self._call(skill, request, context, request_id)
+            try:
+                return await self.skills.run(to_caller(who), call)
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(exc.code(), exc.details() or exc.code().name)
+            except ServiceError as exc:
+                await context.abort(exc.code, str(exc))
+            raise AssertionError("unreachable")
+
+        return await self._answered_once(who, request, context, answer, inference_pb2.SkillResponse)
 
     async def Caption(self, request: inference_pb2.CaptionRequest,
                       context: grpc.aio.ServicerContext) -> inference_pb2.SkillResponse:
@@ -177,6 +226,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     async def Stream(self, request: inference_pb2.StreamRequest,
                      context: grpc.aio.ServicerContext) -> AsyncIterator[inference_pb2.TextChunk]:
         who = await self._principal(context, "app")
+        if _metadata(context, IDEMPOTENCY_KEY) is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "metadata `idempotency-key` cannot be used with `Stream`: a stream is not kept to be "
+                                "replayed; send the call without the key, or as a unary call")
         which = request.WhichOneof("skill")
         if which is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -200,12 +253,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                         limit: int, build: Callable[[str], list[SkillCall]]) -> gateway_pb2.BatchResponse:
         """Batch and Compare: `build(request_id)` makes the checked calls, which run at once."""
         who = await self._principal(context, "app")
-        request_id = await self._send_request_id(request, context)
         if not 1 <= count <= limit:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"request field `{field}`: send 1-{limit} (got {count})")
-        calls = await self._checked(context, lambda: build(request_id))
-        return batch_response(request_id, await self.skills.run_many(to_caller(who), calls))
+
+        async def answer(request_id: str) -> gateway_pb2.BatchResponse:
+            calls = await self._checked(context, lambda: build(request_id))
+            return batch_response(request_id, await self.skills.run_many(to_caller(who), calls))
+
+        return await self._answered_once(who, request, context, answer, gateway_pb2.BatchResponse)
 
     async def Batch(self, request: gateway_pb2.BatchRequest,
                     context: grpc.aio.ServicerContext) -> gateway_pb2.BatchResponse:
@@ -227,6 +283,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     for i, model in enumerate(request.models)]
 
         return await self._run_many(request, context, "models", len(request.models), MAX_COMPARE_MODELS, build)
+
+
+def _metadata(context: grpc.aio.ServicerContext, name: str) -> str | None:
+    """The caller's text metadata `name` (lower case), or None."""
+    for key, value in context.invocation_metadata() or ():
+        if key.lower() == name and isinstance(value, str):
+            return value
+    return None
 
 
 def unary_call(item: gateway_pb2.BatchCall, label: str) -> tuple[Skill, Message]:

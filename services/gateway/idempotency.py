@@ -1,15 +1,20 @@
-"""`Idempotency-Key` on the skill routes: a retried call gets the first call's answer instead of being
+"""`Idempotency-Key` on skill calls: a retried call gets the first call's answer instead of being
 served, and billed, again.
 
 Why: the gateway names every output itself (request_ids.py), so a client that retries after losing a
-response would be served and billed twice. With the same `Idempotency-Key` (kept per tenant for 24
-hours in Redis) the retry gets the first answer back (`Idempotent-Replayed: true`, the same
-`request_id`); the same key with a different request is a 422, and while the first is still being
-answered a 409. Only a complete 200 answer is kept: a failed call can be retried for real. A streamed
-answer cannot be replayed, so a key with `"stream": true` is a 400. With Redis unreachable the call is
-served without the guarantee (logged), as the rate limit fails open. The fingerprint is taken from
-the JSON body the route validates, after uploads.py has turned a form into it, so a form sent again
-(with a new multipart boundary) still matches.
+response would be served and billed twice. With the same key (kept per tenant for 24 hours in Redis)
+the retry gets the first answer back (the same `request_id`); the same key with a different request
+is refused, and while the first is still being answered the retry is told to wait. Only a complete
+answer is kept: a failed call can be retried for real. A streamed answer cannot be replayed, so a key
+on a stream is refused. With Redis unreachable the call is served without the guarantee (logged), as
+the rate limit fails open.
+
+`IdempotencyStore` holds that rule once; the HTTP front (`IdempotencyMiddleware`: header
+`Idempotency-Key`, 422 / 409) and the gRPC front (grpc_front.py: metadata `idempotency-key`,
+INVALID_ARGUMENT / ABORTED) each map it to their protocol. One key space per tenant serves both, so a
+key sent on one front and then on the other is a key used for a different request. The HTTP
+fingerprint is taken from the JSON body the route validates, after uploads.py has turned a form into
+it, so a form sent again (with a new multipart boundary) still matches.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import hashlib
 import json
 import logging
 import re
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Annotated, TypeVar
 
 from litestar.datastructures import Headers
 from litestar.enums import ScopeType
@@ -42,6 +49,7 @@ KEEP_S = 24 * 3600
 #: How long a key stays "being answered": a gateway that died mid-call frees it after this.
 PENDING_S = 600
 _SANE_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+_T = TypeVar("_T")
 
 #: The header as the skill routes declare it, for the OpenAPI document (this middleware acts on it).
 IdempotencyKeyHeader = Annotated[str | None, Parameter(
@@ -50,52 +58,119 @@ IdempotencyKeyHeader = Annotated[str | None, Parameter(
                 "once; the same key with another request is a 422, while the first runs a 409. Not with streaming.")]
 
 
+def sane_key(key: str) -> bool:
+    """1-200 visible ASCII characters: what either front accepts as a key."""
+    return _SANE_KEY.match(key) is not None
+
+
+class KeyReused(Exception):
+    """The key was used before with a different request."""
+
+
+class StillRunning(Exception):
+    """The first call with this key is still being answered."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A kept answer: its request id and its bytes as text (JSON on HTTP, base64 protobuf on gRPC)."""
+
+    request_id: str
+    content_type: str
+    body: str
+
+
+class IdempotencyStore:
+    """Claims a tenant's key for one call, keeps that call's answer and hands it to retries (Redis)."""
+
+    def __init__(self, redis: Redis, prefix: str = "gateway:idempotency") -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    def slot(self, tenant: str, key: str) -> str:
+        return f"{self.prefix}:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    @staticmethod
+    def fingerprint(operation: str, request: bytes) -> str:
+        """What a retry must repeat: the operation (route or message type) and the request's bytes."""
+        return hashlib.sha256(operation.encode() + b"\n" + request).hexdigest()
+
+    async def claim(self, slot: str, fingerprint: str) -> Answer | None:
+        """None: the call is this caller's to answer. An `Answer`: the first call's, to replay.
+
+        Raises KeyReused, StillRunning, or RedisError when the store cannot be reached.
+        """
+        if await self.redis.set(slot, json.dumps({"fingerprint": fingerprint}), nx=True, ex=PENDING_S):
+            return None
+        earlier = json.loads(await self.redis.get(slot) or "null")
+        if earlier is not None and earlier["fingerprint"] != fingerprint:
+            raise KeyReused
+        if earlier is None or "body" not in earlier:  # still running (or its slot expired a moment ago)
+            raise StillRunning
+        return Answer(earlier["request_id"], earlier["content_type"], earlier["body"])
+
+    async def answer_once(self, slot: str, fingerprint: str, run: Callable[[], Awaitable[_T]],
+                          kept: Callable[[_T], Answer | None]) -> _T:
+        """Runs the claimed call; keeps `kept(result)` for retries, or frees the key when there is none
+        (the call failed, or its answer is not one to replay) so that a retry runs for real."""
+        stored = False
+        try:
+            result = await run()
+            answer = kept(result)
+            if answer is not None:
+                try:
+                    await self.redis.set(slot, json.dumps({"fingerprint": fingerprint, **asdict(answer)}), ex=KEEP_S)
+                    stored = True
+                except RedisError as exc:
+                    log.warning("idempotency store unavailable, answer not kept", extra={"error": repr(exc)})
+            return result
+        finally:
+            if not stored:
+                try:
+                    await self.redis.delete(slot)
+                except RedisError:
+                    log.warning("idempotency key not freed; it expires in %d s", PENDING_S)
+
+
 class IdempotencyMiddleware(ASGIMiddleware):
+    """The HTTP front: header `Idempotency-Key`; a replay says `Idempotent-Replayed: true`."""
+
     scopes = (ScopeType.HTTP,)
 
     def __init__(self, redis: Redis, max_body_bytes: int, prefix: str = "gateway:idempotency") -> None:
-        self.redis = redis
+        self.store = IdempotencyStore(redis, prefix)
         self.max_body_bytes = max_body_bytes
-        self.prefix = prefix
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         key = Headers.from_scope(scope).get(HEADER)
         if key is None or scope.get("method") != "POST" or scope["path"] not in IDEMPOTENT_PATHS:
             await next_app(scope, receive, send)
             return
-        if not _SANE_KEY.match(key):
+        if not sane_key(key):
             raise ClientException("header `Idempotency-Key` must be 1-200 visible ASCII characters (a UUID is usual)")
         body = await read_body(receive, self.max_body_bytes)
         if _streams(body):
             raise ClientException("header `Idempotency-Key` cannot be used with `\"stream\": true`: a stream is not "
                                   "kept to be replayed; send the call without the key, or without streaming")
-        tenant = getattr(scope.get("user"), "tenant_id", "")
-        slot = f"{self.prefix}:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}"
-        fingerprint = hashlib.sha256(scope["path"].encode() + b"\n" + body).hexdigest()
+        slot = self.store.slot(getattr(scope.get("user"), "tenant_id", ""), key)
+        fingerprint = self.store.fingerprint(scope["path"], body)
         try:
-            claimed = await self.redis.set(slot, json.dumps({"fingerprint": fingerprint}), nx=True, ex=PENDING_S)
-            earlier = None if claimed else json.loads(await self.redis.get(slot) or "null")
+            earlier = await self.store.claim(slot, fingerprint)
+        except KeyReused:
+            raise ClientException(status_code=422, detail="header `Idempotency-Key` was used before with a different "
+                                                          "request: use a new key for a new call") from None
+        except StillRunning:
+            raise HTTPException(status_code=409, headers={"Retry-After": "1"},
+                                detail="a call with this `Idempotency-Key` is still being answered; retry in a "
+                                       "moment") from None
         except RedisError as exc:
             log.warning("idempotency store unavailable, call served without it", extra={"error": repr(exc)})
             await next_app(scope, receive_again(body, receive), send)
             return
-        if not claimed:
-            await self._answer_again(scope, send, earlier, fingerprint)
+        if earlier is not None:
+            await _replay(scope, send, earlier)
             return
         await self._answer_once(scope, receive_again(body, receive), send, next_app, slot, fingerprint)
-
-    async def _answer_again(self, scope: Scope, send: Send, earlier: dict[str, Any] | None, fingerprint: str) -> None:
-        if earlier is not None and earlier["fingerprint"] != fingerprint:
-            raise ClientException(status_code=422, detail="header `Idempotency-Key` was used before with a different "
-                                                          "request: use a new key for a new call")
-        if earlier is None or "body" not in earlier:  # still running (or its slot expired a moment ago)
-            raise HTTPException(status_code=409, headers={"Retry-After": "1"},
-                                detail="a call with this `Idempotency-Key` is still being answered; retry in a moment")
-        adopt_request_id(scope, earlier["request_id"])  # the X-Request-Id of the first answer
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", earlier["content_type"].encode()),
-                                (REPLAYED_HEADER.encode(), b"true")]})
-        await send({"type": "http.response.body", "body": earlier["body"].encode(), "more_body": False})
 
     async def _answer_once(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp, slot: str,
                            fingerprint: str) -> None:
@@ -110,23 +185,19 @@ class IdempotencyMiddleware(ASGIMiddleware):
                 chunks.append(message.get("body", b""))
             await send(message)
 
-        kept = False
-        try:
-            await next_app(scope, receive, keep)
-            if status == 200 and content_type.startswith("application/json"):
-                answer = {"fingerprint": fingerprint, "request_id": ensure_request_id(scope),
-                          "content_type": content_type, "body": b"".join(chunks).decode()}
-                try:
-                    await self.redis.set(slot, json.dumps(answer), ex=KEEP_S)
-                    kept = True
-                except RedisError as exc:
-                    log.warning("idempotency store unavailable, answer not kept", extra={"error": repr(exc)})
-        finally:
-            if not kept:  # failed or not kept: the key is free for a real retry
-                try:
-                    await self.redis.delete(slot)
-                except RedisError:
-                    log.warning("idempotency key not freed; it expires in %d s", PENDING_S)
+        def kept(_: None) -> Answer | None:
+            if status != 200 or not content_type.startswith("application/json"):
+                return None
+            return Answer(ensure_request_id(scope), content_type, b"".join(chunks).decode())
+
+        await self.store.answer_once(slot, fingerprint, lambda: next_app(scope, receive, keep), kept)
+
+
+async def _replay(scope: Scope, send: Send, earlier: Answer) -> None:
+    adopt_request_id(scope, earlier.request_id)  # the X-Request-Id of the first answer
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", earlier.content_type.encode()), (REPLAYED_HEADER.encode(), b"true")]})
+    await send({"type": "http.response.body", "body": earlier.body.encode(), "more_body": False})
 
 
 def _streams(body: bytes) -> bool:
@@ -135,4 +206,3 @@ def _streams(body: bytes) -> bool:
     except ValueError:
         return False  # the route refuses it with the message
     return isinstance(parsed, dict) and parsed.get("stream") is True
-

@@ -1,6 +1,6 @@
-"""`Idempotency-Key` on the skill routes, against the real gateway, inference and Redis: a retry is
-answered from the first call (served and recorded once), a key reused for another call is refused,
-and what was not answered can be retried for real."""
+"""`Idempotency-Key` on the skill routes and the gRPC front's skill calls, against the real gateway,
+inference and Redis: a retry is answered from the first call (served and recorded once), a key
+reused for another call is refused, and what was not answered can be retried for real."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import httpx
 import nats
 import pytest
 
 from dreamforge.events import USAGE_RECORDED
+from dreamforge.grpcio import channel
 from dreamforge.infra import free_port
-from dreamforge.v1 import events_pb2
+from dreamforge.v1 import events_pb2, gateway_pb2, gateway_pb2_grpc, inference_pb2
 from tests.gateway.conftest import Account, Stack
-from tests.gateway.images import PNG
+from tests.gateway.images import PNG, encoded
 from tests.helpers import eventually
 
 
@@ -144,3 +146,90 @@ async def test_without_redis_keyed_calls_are_served_without_the_guarantee(stack:
     assert [r.status_code for r in replies] == [200, 200], replies[0].text
     assert replies[0].json()["request_id"] != replies[1].json()["request_id"]
     assert not any("idempotent-replayed" in r.headers for r in replies)
+
+
+def grpc_metadata(account: Account, idempotency_key: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {account.key}"), ("idempotency-key", idempotency_key))
+
+
+GRPC_QUERY = inference_pb2.QueryRequest(image=inference_pb2.Image(data=encoded("PNG")),
+                                        question="what colour is the square?")
+
+
+async def test_a_grpc_retry_gets_the_first_reply_and_is_recorded_once(
+        stack: Stack, account: Account, recorded: list[str]) -> None:
+    metadata = grpc_metadata(account, key()["Idempotency-Key"])
+    batch = gateway_pb2.BatchRequest(calls=[gateway_pb2.BatchCall(query=GRPC_QUERY),
+                                            gateway_pb2.BatchCall(point=inference_pb2.PointRequest(
+                                                image=GRPC_QUERY.image, object="square"))])
+    batch_metadata = grpc_metadata(account, key()["Idempotency-Key"])
+    async with channel(stack.grpc_target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        first_call = stub.Query(GRPC_QUERY, metadata=metadata)  # a call starts when it is made: one, then the other
+        first = await first_call
+        again_call = stub.Query(GRPC_QUERY, metadata=metadata)
+        again = await again_call
+        first_meta, again_meta = dict(await first_call.initial_metadata()), dict(await again_call.initial_metadata())
+        batched = [await stub.Batch(batch, metadata=batch_metadata) for _ in range(2)]
+    assert again == first and first.text
+    assert again_meta["x-request-id"] == first_meta["x-request-id"] == first.request_id
+    assert again_meta["idempotent-replayed"] == "true" and "idempotent-replayed" not in first_meta
+    assert batched[0] == batched[1] and len(batched[0].results) == 2
+    assert all(r.HasField("response") for r in batched[0].results), batched[0]
+    served = {first.request_id, *(r.request_id for r in batched[0].results)}
+
+    async def all_recorded() -> bool:
+        return served <= set(recorded)
+    await eventually(all_recorded, timeout_s=15)
+    await asyncio.sleep(1.5)  # the relay's longest wait: a second event for a retry would be out by now
+    assert sorted(recorded) == sorted(served)
+
+
+async def test_a_grpc_key_is_bound_to_its_call_and_not_kept_for_failures(stack: Stack, account: Account) -> None:
+    shared = key()["Idempotency-Key"]
+    async with channel(stack.grpc_target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        await stub.Query(GRPC_QUERY, metadata=grpc_metadata(account, shared))
+        refusals: list[tuple[Any, str]] = [
+            (stub.Query(inference_pb2.QueryRequest(image=GRPC_QUERY.image, question="how many shapes are there?"),
+                        metadata=grpc_metadata(account, shared)), "was used before with a different request"),
+            (stub.Detect(inference_pb2.DetectRequest(image=GRPC_QUERY.image, object="square"),
+                         metadata=grpc_metadata(account, shared)), "was used before with a different request"),
+            (stub.Query(GRPC_QUERY, metadata=grpc_metadata(account, "has space")), "1-200 visible ASCII"),
+            (anext(stub.Stream(inference_pb2.StreamRequest(query=GRPC_QUERY),
+                               metadata=grpc_metadata(account, key()["Idempotency-Key"])).__aiter__()),
+             "cannot be used with `Stream`"),
+        ]
+        for call, message in refusals:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value
+            assert message in (info.value.details() or ""), info.value.details()
+        missing = inference_pb2.QueryRequest(image=GRPC_QUERY.image, question="what colour is the square?",
+                                             model=inference_pb2.Target(reference="no-such-model"))
+        failing = grpc_metadata(account, key()["Idempotency-Key"])
+        for _ in range(2):  # a failed call is not kept: the retry runs again and fails the same way
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Query(missing, metadata=failing)
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND, info.value
+    async with stack.client(account) as c:  # one key space per tenant for both fronts
+        over_http = await c.post("/v1/query", json=QUERY, headers={"Idempotency-Key": shared})
+    assert over_http.status_code == 422, over_http.text
+
+
+async def test_concurrent_grpc_calls_with_one_key_are_answered_once(stack: Stack, account: Account) -> None:
+    metadata = grpc_metadata(account, key()["Idempotency-Key"])
+    async with channel(stack.grpc_target) as ch:
+        stub = gateway_pb2_grpc.GatewayServiceStub(ch)
+        calls = [stub.Query(GRPC_QUERY, metadata=metadata) for _ in range(4)]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        replayed = [dict(await c.initial_metadata()).get("idempotent-replayed") == "true"
+                    if not isinstance(o, BaseException) else None for c, o in zip(calls, outcomes, strict=True)]
+    served = [o for o, r in zip(outcomes, replayed, strict=True) if r is False]
+    assert len(served) == 1, outcomes
+    for outcome in outcomes:
+        if isinstance(outcome, grpc.aio.AioRpcError):
+            assert outcome.code() == grpc.StatusCode.ABORTED and "still being answered" in (outcome.details() or "")
+            assert dict(outcome.trailing_metadata() or ())["retry-after"] == "1"
+        else:
+            assert outcome == served[0]
