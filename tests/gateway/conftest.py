@@ -144,7 +144,10 @@ async def stack(shared_nats_url: str, redis_server: ManagedService, serving_mode
         settings = GatewaySettings(
             home=home / "gateway", nats_url=shared_nats_url, redis_url=redis_server.url, log_format="text",
             gateway_http_port=0, gateway_grpc_port=free_port(),
-            registry_addr=f"127.0.0.1:{registry.port}", inference_addr=f"127.0.0.1:{inference.port}")
+            registry_addr=f"127.0.0.1:{registry.port}", inference_addr=f"127.0.0.1:{inference.port}",
+            # the admin key makes every test's account, faster than 60 in a burst; tests of the rate limit set
+            # their key's own
+            rate_limit_per_minute=60_000, rate_limit_burst=1_000)
         async with running_on("gateway", build_gateway, settings, settings.gateway_grpc_port) as runtime:
             gateway: Gateway = runtime.state
             admin_key = (settings.home / "admin-key").read_text().strip()

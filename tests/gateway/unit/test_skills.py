@@ -40,12 +40,13 @@ async def test_small_images_are_checked_on_the_loop_and_large_ones_in_a_thread(
         threaded.append(func.__name__)
         return await to_thread(func, *args)
 
+    # `asyncio` is one module: the suite's other services in this process (an outbox relay's reads) may hop too
     monkeypatch.setattr("services.gateway.skills.asyncio.to_thread", recording)
     small, large = encoded("PNG", (96, 96)), encoded("PNG", (512, 512))
     assert await image_bytes_async(data_url("PNG", (96, 96)), body("image_url")) == small
-    assert threaded == []
+    assert "check_image_bytes" not in threaded
     assert await image_bytes_async(data_url("PNG", (512, 512)), body("image_url")) == large
-    assert threaded == ["check_image_bytes"]  # few bytes (one colour), but 262,144 pixels to decode
+    assert threaded.count("check_image_bytes") == 1  # few bytes (one colour), but 262,144 pixels to decode
     huge = base64.b64encode(encoded("PNG", (4001, 4001))).decode()
     with pytest.raises(InvalidArgument, match="`image_url`: image is 4001x4001 = 16008001 pixels"):
         await image_bytes_async(huge, body("image_url"))
