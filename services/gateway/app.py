@@ -26,7 +26,7 @@ from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.event_relay import EventRelay
 from services.gateway.feedback_client import FeedbackClient
 from services.gateway.health import HealthService
-from services.gateway.idempotency import IdempotencyMiddleware
+from services.gateway.idempotency import IdempotencyMiddleware, IdempotencyStore
 from services.gateway.keys import KeyStore
 from services.gateway.openapi import ClosedStructs, DocumentErrors
 from services.gateway.ratelimit import RateLimiter
@@ -77,6 +77,9 @@ class GatewayDeps:
     def limiter(self) -> RateLimiter:
         return RateLimiter(self.redis, self.settings.rate_limit_per_minute, self.settings.rate_limit_burst)
 
+    def idempotency(self) -> IdempotencyStore:
+        return IdempotencyStore(self.redis, self.settings.backend_timeout_s)
+
 
 def _const(value: T) -> Callable[[], Awaitable[T]]:
     async def provide() -> T:
@@ -108,7 +111,7 @@ def create_app(deps: GatewayDeps) -> Litestar:
         dependencies=dependencies,
         middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter()),
                     UploadMiddleware(settings.max_body_bytes),
-                    IdempotencyMiddleware(deps.redis, settings.max_body_bytes)],
+                    IdempotencyMiddleware(deps.idempotency(), settings.max_body_bytes)],
         exception_handlers={**EXCEPTION_HANDLERS, QuotaExceeded: quota_exceeded},
         plugins=[DocumentErrors(), ClosedStructs()],
         before_send=[add_request_id_header],

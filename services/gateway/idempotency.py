@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -46,8 +47,8 @@ REPLAYED_HEADER = "idempotent-replayed"
 IDEMPOTENT_PATHS = frozenset({"/v1/caption", "/v1/query", "/v1/detect", "/v1/point", "/v1/compare", "/v1/batch",
                               "/v1/chat/completions"})
 KEEP_S = 24 * 3600
-#: How long a key stays "being answered": a gateway that died mid-call frees it after this.
-PENDING_S = 600
+#: Beyond the longest a call can run, before a key held by a gateway that died mid-call is free again.
+PENDING_MARGIN_S = 15
 _SANE_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 _T = TypeVar("_T")
 
@@ -81,11 +82,17 @@ class Answer:
 
 
 class IdempotencyStore:
-    """Claims a tenant's key for one call, keeps that call's answer and hands it to retries (Redis)."""
+    """Claims a tenant's key for one call, keeps that call's answer and hands it to retries (Redis).
 
-    def __init__(self, redis: Redis, prefix: str = "gateway:idempotency") -> None:
+    A claim lasts as long as a call can run: its two backend calls (the quota check and inference,
+    Batch's calls run at once) each end within `backend_timeout_s`. So a key whose gateway died
+    mid-call is free again within that (with a margin), not held until someone clears it.
+    """
+
+    def __init__(self, redis: Redis, backend_timeout_s: float, prefix: str = "gateway:idempotency") -> None:
         self.redis = redis
         self.prefix = prefix
+        self.pending_s = math.ceil(2 * backend_timeout_s) + PENDING_MARGIN_S
 
     def slot(self, tenant: str, key: str) -> str:
         return f"{self.prefix}:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}"
@@ -100,7 +107,7 @@ class IdempotencyStore:
 
         Raises KeyReused, StillRunning, or RedisError when the store cannot be reached.
         """
-        if await self.redis.set(slot, json.dumps({"fingerprint": fingerprint}), nx=True, ex=PENDING_S):
+        if await self.redis.set(slot, json.dumps({"fingerprint": fingerprint}), nx=True, ex=self.pending_s):
             return None
         earlier = json.loads(await self.redis.get(slot) or "null")
         if earlier is not None and earlier["fingerprint"] != fingerprint:
@@ -129,7 +136,7 @@ class IdempotencyStore:
                 try:
                     await self.redis.delete(slot)
                 except RedisError:
-                    log.warning("idempotency key not freed; it expires in %d s", PENDING_S)
+                    log.warning("idempotency key not freed; it expires in %d s", self.pending_s)
 
 
 class IdempotencyMiddleware(ASGIMiddleware):
@@ -137,8 +144,8 @@ class IdempotencyMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self, redis: Redis, max_body_bytes: int, prefix: str = "gateway:idempotency") -> None:
-        self.store = IdempotencyStore(redis, prefix)
+    def __init__(self, store: IdempotencyStore, max_body_bytes: int) -> None:
+        self.store = store
         self.max_body_bytes = max_body_bytes
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:

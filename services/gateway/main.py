@@ -21,7 +21,6 @@ from services.gateway.app import GatewayDeps, create_app
 from services.gateway.billing_client import billing_stub
 from services.gateway.grpc_front import GatewayServicer
 from services.gateway.http_server import HttpServer
-from services.gateway.idempotency import IdempotencyStore
 from services.gateway.keys import KeyStore, ensure_bootstrap_admin
 from services.gateway.settings import GatewaySettings
 
@@ -60,7 +59,7 @@ async def build(runtime: ServiceRuntime) -> Gateway:
     runtime.add_servicer(
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
         GatewayServicer(keys, deps.limiter(), deps.registry, deps.inference,  # type: ignore[arg-type]
-                        settings.backend_timeout_s, quota=deps.quota, idempotency=IdempotencyStore(redis)),
+                        settings.backend_timeout_s, quota=deps.quota, idempotency=deps.idempotency()),
         "dreamforge.v1.GatewayService",
     )
     app = create_app(deps)

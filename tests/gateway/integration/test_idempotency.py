@@ -233,3 +233,21 @@ async def test_concurrent_grpc_calls_with_one_key_are_answered_once(stack: Stack
             assert dict(outcome.trailing_metadata() or ())["retry-after"] == "1"
         else:
             assert outcome == served[0]
+
+
+async def test_a_key_held_by_a_gateway_that_died_mid_call_is_free_after_the_longest_call(redis_url: str) -> None:
+    """The claim outlives any call (quota check + inference, each within the backend timeout), and no more."""
+    from redis.asyncio import Redis
+
+    from services.gateway.idempotency import PENDING_MARGIN_S, IdempotencyStore, StillRunning
+
+    redis = Redis.from_url(redis_url)
+    try:
+        store = IdempotencyStore(redis, backend_timeout_s=30.0)
+        slot = store.slot("t_dead_gateway", key()["Idempotency-Key"])
+        assert await store.claim(slot, "fingerprint") is None  # then the gateway dies: nothing frees the slot
+        with pytest.raises(StillRunning):
+            await store.claim(slot, "fingerprint")
+        assert 60 < await redis.ttl(slot) <= 60 + PENDING_MARGIN_S
+    finally:
+        await redis.aclose()
