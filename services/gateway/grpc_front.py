@@ -130,11 +130,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         own = getattr(request, "request_id", "")
         return sane_client_id(own) or sane_client_id(_metadata(context, "x-request-id") or "")
 
-    async def _send_request_id(self, request: Message, context: grpc.aio.ServicerContext) -> str:
-        request_id = new_request_id()
+    async def _send_request_id(self, request: Message, context: grpc.aio.ServicerContext,
+                               replayed_id: str = "") -> str:
+        """A new request id (or a replayed answer's own) as `x-request-id`, the caller's as `x-client-request-id`."""
+        request_id = replayed_id or new_request_id()
         client_id = self._client_request_id(request, context)
         await context.send_initial_metadata((("x-request-id", request_id),
-                                             *((("x-client-request-id", client_id),) if client_id else ())))
+                                             *((("x-client-request-id", client_id),) if client_id else ()),
+                                             *(((REPLAYED_HEADER, "true"),) if replayed_id else ())))
         return request_id
 
     async def _checked(self, context: grpc.aio.ServicerContext, build: Callable[[], _T]) -> _T:
@@ -175,7 +178,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             log.warning("idempotency store unavailable, call served without it", extra={"error": repr(exc)})
             return await answer(await self._send_request_id(request, context))
         if earlier is not None:
-            await context.send_initial_metadata((("x-request-id", earlier.request_id), (REPLAYED_HEADER, "true")))
+            await self._send_request_id(request, context, replayed_id=earlier.request_id)
             return reply_type.FromString(base64.b64decode(earlier.body))
 
         async def run() -> _Reply:

@@ -55,11 +55,12 @@ async def test_a_retry_gets_the_first_answer_and_is_recorded_once(
     headers = key()
     async with stack.client(account) as c:
         first = await c.post("/v1/query", json=QUERY, headers=headers)
-        again = await c.post("/v1/query", json=QUERY, headers=headers)
+        again = await c.post("/v1/query", json=QUERY, headers={**headers, "X-Request-Id": "my-retry"})
         other = await c.post("/v1/query", json=QUERY, headers=key())  # a new key: a new call
     assert first.status_code == again.status_code == other.status_code == 200, (first.text, again.text)
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
     assert again.headers["x-request-id"] == first.headers["x-request-id"] == first.json()["request_id"]
+    assert again.headers["x-client-request-id"] == "my-retry"  # the caller's own id, for correlation
     assert "idempotent-replayed" not in first.headers and other.json()["request_id"] != first.json()["request_id"]
 
     async def both_recorded() -> bool:
@@ -167,13 +168,14 @@ async def test_a_grpc_retry_gets_the_first_reply_and_is_recorded_once(
         stub = gateway_pb2_grpc.GatewayServiceStub(ch)
         first_call = stub.Query(GRPC_QUERY, metadata=metadata)  # a call starts when it is made: one, then the other
         first = await first_call
-        again_call = stub.Query(GRPC_QUERY, metadata=metadata)
+        again_call = stub.Query(GRPC_QUERY, metadata=(*metadata, ("x-request-id", "my-retry")))
         again = await again_call
         first_meta, again_meta = dict(await first_call.initial_metadata()), dict(await again_call.initial_metadata())
         batched = [await stub.Batch(batch, metadata=batch_metadata) for _ in range(2)]
     assert again == first and first.text
     assert again_meta["x-request-id"] == first_meta["x-request-id"] == first.request_id
     assert again_meta["idempotent-replayed"] == "true" and "idempotent-replayed" not in first_meta
+    assert again_meta["x-client-request-id"] == "my-retry"  # the caller's own id, for correlation, replay or not
     assert batched[0] == batched[1] and len(batched[0].results) == 2
     assert all(r.HasField("response") for r in batched[0].results), batched[0]
     served = {first.request_id, *(r.request_id for r in batched[0].results)}
