@@ -62,6 +62,15 @@ def test_the_python_quickstart(photo: tuple[Path, dict[str, object]], app_env: d
     assert re.search(r"^stream: orange$", out, re.M) and "rated: thumbs up" in out, out
 
 
+def test_the_grpc_quickstart(photo: tuple[Path, dict[str, object]], app_env: dict[str, str],
+                             running_platform: RunningPlatform) -> None:
+    grpc_at = f"127.0.0.1:{running_platform.env['DREAMFORGE_GATEWAY_GRPC_PORT']}"
+    out = run([sys.executable, "examples/quickstart_grpc.py", str(photo[0])], {**app_env, "DREAMFORGE_GRPC": grpc_at})
+    check_answers(out, photo[1])
+    assert re.search(r"^stream: orange$", out, re.M), out
+    assert re.search(r"^query again: orange \(replayed, same request id\)$", out, re.M), out
+
+
 def test_the_javascript_quickstart(photo: tuple[Path, dict[str, object]], app_env: dict[str, str]) -> None:
     node = shutil.which("node")
     if node is None:
