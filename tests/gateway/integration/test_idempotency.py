@@ -127,26 +127,45 @@ async def test_a_form_sent_again_matches_its_first_sending(stack: Stack, account
 
 
 async def test_without_redis_keyed_calls_are_served_without_the_guarantee(stack: Stack, account: Account) -> None:
-    """Redis down: the call is answered (as the rate limit fails open), each sending served, none replayed."""
+    """Redis down: the call is answered (as the rate limit fails open), each sending served, none replayed,
+    on either front."""
     from redis.asyncio import Redis
 
     from services.gateway.app import create_app
+    from services.gateway.grpc_front import GatewayServicer
     from services.gateway.http_server import HttpServer
 
     dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
-    http = HttpServer(create_app(dataclasses.replace(stack.gateway.deps, redis=dead)), "127.0.0.1", 0)
+    deps = dataclasses.replace(stack.gateway.deps, redis=dead)
+    http = HttpServer(create_app(deps), "127.0.0.1", 0)
+    front = grpc.aio.server()
+    gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(
+        deps.keys, deps.limiter(), deps.registry, deps.inference, quota=deps.quota,
+        idempotency=deps.idempotency()), front)
+    front_port = front.add_insecure_port("127.0.0.1:0")
     await http.start()
+    await front.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http.port}", headers=account.headers,
                                      timeout=30) as c:
             headers = key()
             replies = [await c.post("/v1/query", json=QUERY, headers=headers) for _ in range(2)]
+        async with channel(f"127.0.0.1:{front_port}") as ch:
+            stub, metadata = gateway_pb2_grpc.GatewayServiceStub(ch), grpc_metadata(account, key()["Idempotency-Key"])
+            calls = [stub.Query(GRPC_QUERY, metadata=metadata)]
+            grpc_replies = [await calls[0]]
+            calls.append(stub.Query(GRPC_QUERY, metadata=metadata))
+            grpc_replies.append(await calls[1])
+            grpc_metas = [dict(await call.initial_metadata()) for call in calls]
     finally:
+        await front.stop(None)
         await http.stop()
         await dead.aclose()
     assert [r.status_code for r in replies] == [200, 200], replies[0].text
     assert replies[0].json()["request_id"] != replies[1].json()["request_id"]
     assert not any("idempotent-replayed" in r.headers for r in replies)
+    assert grpc_replies[0].request_id != grpc_replies[1].request_id and grpc_replies[1].text
+    assert not any("idempotent-replayed" in m for m in grpc_metas)
 
 
 def grpc_metadata(account: Account, idempotency_key: str) -> tuple[tuple[str, str], ...]:
