@@ -95,10 +95,10 @@ async def open_outbox(db_path: str) -> tuple[Database, Outbox]:
 async def _inference(port: int, db_path: str) -> None:
     import grpc
 
-    from dreamforge.tracing import server_interceptors
+    from dreamforge.grpcio import service_interceptors
 
     db, outbox = await open_outbox(db_path)
-    server = grpc.aio.server(interceptors=server_interceptors())
+    server = grpc.aio.server(interceptors=service_interceptors())
     inference_pb2_grpc.add_InferenceServiceServicer_to_server(_InferenceSkeleton(db, outbox), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from dreamforge.tracing import client_interceptors
+from dreamforge.tracing import client_interceptors, server_interceptors
 
 
 class ServiceError(Exception):
@@ -78,6 +79,52 @@ def grpc_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class DecodeRequests(grpc.aio.ServerInterceptor):
+    """A request that is not a valid message of its method's type ends INVALID_ARGUMENT, naming the type.
+
+    Why: grpc decodes a request before any handler runs and reports a failure as UNKNOWN
+    ("Unexpected DecodeError"), a server error for what is the caller's bad input. This hands the
+    handler the raw bytes and decodes them first. Client-streaming methods (only reflection's) and
+    handlers that are not coroutines or async generators pass through unchanged.
+    """
+
+    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+                                details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        decode = handler.request_deserializer
+        message_type = getattr(getattr(decode, "__self__", None), "DESCRIPTOR", None)
+        name = message_type.full_name if message_type is not None else "request"
+
+        async def decoded(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return decode(raw)
+            except DecodeError as exc:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"the request is not a valid {name} message ({exc}); encode it with stubs "
+                                    "generated from DreamForge's proto/ files")
+
+        behaviour = handler.unary_stream if handler.response_streaming else handler.unary_unary
+        if handler.response_streaming and inspect.isasyncgenfunction(behaviour):
+            async def stream(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+                async for reply in behaviour(await decoded(raw, context), context):
+                    yield reply
+
+            return grpc.unary_stream_rpc_method_handler(stream, response_serializer=handler.response_serializer)
+        if not handler.response_streaming and inspect.iscoroutinefunction(behaviour):
+            async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+                return await behaviour(await decoded(raw, context), context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, response_serializer=handler.response_serializer)
+        return handler
+
+
+def service_interceptors() -> list[Any]:
+    """Every service's server interceptors: requests decoded with a clear error, then traced."""
+    return [DecodeRequests(), *server_interceptors()]
+
+
 def channel(target: str) -> grpc.aio.Channel:
     """An insecure (in-cluster) channel whose calls carry the trace context."""
     return grpc.aio.insecure_channel(
@@ -97,17 +144,3 @@ async def health_status(target: str, service: str = "", timeout_s: float = 1.0) 
         except grpc.aio.AioRpcError as exc:
             return "UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE else exc.code().name
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
-
-
-def pending(feature: str) -> Callable[..., Awaitable[Any]]:
-    """A servicer method for a capability this release does not have yet.
-
-    Answers UNIMPLEMENTED with a message naming the capability (the gateway turns it
-    into a 501), never a made-up result."""
-
-    async def method(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                            f"{feature} is not available in this DreamForge release yet")
-
-    method.__doc__ = f"UNIMPLEMENTED: {feature}."
-    return method

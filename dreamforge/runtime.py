@@ -30,10 +30,11 @@ from grpc_reflection.v1alpha import reflection
 
 from dreamforge.bus import EventBus
 from dreamforge.db import Database, Migration
+from dreamforge.grpcio import service_interceptors
 from dreamforge.logging import configure_logging
 from dreamforge.metrics import configure_metrics
 from dreamforge.settings import PlatformSettings
-from dreamforge.tracing import configure_tracing, server_interceptors
+from dreamforge.tracing import configure_tracing
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -116,7 +117,7 @@ class ServiceRuntime:
 
     async def _start_grpc(self) -> None:
         self.server = grpc.aio.server(
-            interceptors=server_interceptors(),
+            interceptors=service_interceptors(),
             # No SO_REUSEPORT (gRPC's default on Linux): a second server on a taken port must fail
             # at bind, not silently share it and have the kernel hand it half the connections.
             options=[("grpc.max_receive_message_length", self.max_receive_message_bytes),

@@ -137,3 +137,27 @@ async def test_grpc_calls_share_the_keys_rate_limit(stack: Stack) -> None:
             await stub.WhoAmI(gateway_pb2.WhoAmIRequest(), metadata=auth(account.key))
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert dict(info.value.trailing_metadata() or ())["retry-after"] == "60"
+
+
+async def test_a_request_that_is_not_its_methods_message_is_invalid_argument_on_every_service(stack: Stack) -> None:
+    """grpc itself would answer UNKNOWN ("Unexpected DecodeError"), a server error for the caller's bad bytes."""
+    account = await stack.account(scopes=("app",))
+    garbage = b"\xff\xff\xff"
+    targets = [(stack.grpc_target, "/dreamforge.v1.GatewayService/Query", "dreamforge.v1.QueryRequest", False),
+               (stack.grpc_target, "/dreamforge.v1.GatewayService/Stream", "dreamforge.v1.StreamRequest", True),
+               (stack.gateway.deps.settings.registry_addr, "/dreamforge.v1.RegistryService/GetModel",
+                "dreamforge.v1.GetModelRequest", False)]
+    for target, method, message_type, streams in targets:
+        async with channel(target) as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                if streams:
+                    async for _ in ch.unary_stream(method)(garbage, metadata=auth(account.key)):
+                        pass
+                else:
+                    await ch.unary_unary(method)(garbage, metadata=auth(account.key))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, info.value)
+        assert f"not a valid {message_type} message" in (info.value.details() or ""), info.value.details()
+    async with channel(stack.grpc_target) as ch:  # a valid message still goes through the same interceptor
+        reply = await gateway_pb2_grpc.GatewayServiceStub(ch).WhoAmI(gateway_pb2.WhoAmIRequest(),
+                                                                     metadata=auth(account.key))
+    assert reply.tenant_id == account.tenant_id
