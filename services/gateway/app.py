@@ -22,6 +22,7 @@ from dreamforge.bus import EventBus
 from dreamforge.v1 import feedback_pb2_grpc, inference_pb2_grpc, registry_pb2_grpc, trainer_pb2_grpc
 from services.gateway.auth import AuthMiddleware, provide_principal
 from services.gateway.billing_client import BillingClient, BillingStub, QuotaExceeded, QuotaGate, quota_exceeded
+from services.gateway.body_deadline import BodyDeadlineMiddleware
 from services.gateway.errors import EXCEPTION_HANDLERS
 from services.gateway.event_relay import EventRelay
 from services.gateway.feedback_client import FeedbackClient
@@ -109,7 +110,8 @@ def create_app(deps: GatewayDeps) -> Litestar:
                         *SKILL_ROUTES, chat_completions, *BILLING_ROUTES, TrainingController, training_stream,
                         TuningController, FeedbackController, *RATER_ROUTES, *REWARD_ROUTES],
         dependencies=dependencies,
-        middleware=[RequestContextMiddleware(), AuthMiddleware(deps.keys, deps.limiter()),
+        middleware=[RequestContextMiddleware(), BodyDeadlineMiddleware(settings.body_timeout_s),
+                    AuthMiddleware(deps.keys, deps.limiter()),
                     UploadMiddleware(settings.max_body_bytes),
                     IdempotencyMiddleware(deps.idempotency(), settings.max_body_bytes)],
         exception_handlers={**EXCEPTION_HANDLERS, QuotaExceeded: quota_exceeded},

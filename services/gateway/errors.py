@@ -56,7 +56,8 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
 #: HTTP status -> error code, for errors that do not come from gRPC.
 HTTP_CODES: dict[int, str] = {
     400: "invalid_argument", 401: "unauthenticated", 403: "permission_denied", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
+    405: "method_not_allowed", 408: "request_timeout", 409: "conflict", 413: "payload_too_large",
+    415: "unsupported_media_type",
     422: "unprocessable", 429: "rate_limited", 500: "internal", 501: "unimplemented", 502: "bad_gateway",
     503: "unavailable", 504: "deadline_exceeded",
 }

@@ -15,6 +15,8 @@ class GatewaySettings(PlatformSettings):
     """`PlatformSettings` plus what only the gateway reads (env `DREAMFORGE_<FIELD>`)."""
 
     max_body_bytes: int = Field(default=20 * MIB, ge=1024, description="Largest request body accepted (413 above)")
+    body_timeout_s: float = Field(default=30.0, gt=0,
+                                  description="Longest wait for the next chunk of a request body (408 after)")
     rate_limit_per_minute: int = Field(default=600, ge=1, description="Default sustained requests/minute per key")
     rate_limit_burst: int = Field(default=60, ge=1, description="Default token-bucket capacity per key")
     key_cache_ttl_s: float = Field(
